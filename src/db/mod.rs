@@ -1,0 +1,193 @@
+//! The database: SQLite by default, PostgreSQL for several machines.
+//!
+//! All SQL lives in this module and is written once, in SQL both backends accept (`$1`
+//! placeholders, `RETURNING`, `ON CONFLICT`), through sqlx's `Any` driver. Schema migrations are
+//! numbered per backend under `migrations/` and applied at startup.
+
+mod characters;
+mod portraits;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+pub use characters::{Character, NewCharacter};
+pub use portraits::{NewFallback, NewPortrait, PortraitRecord, Stats};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("could not open the database at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("could not create the folder {path} for the SQLite database: {source}")]
+    CreateFolder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("could not apply database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("you already have a character named `{name}` here")]
+    CharacterExists { name: String },
+    #[error("that character no longer exists")]
+    CharacterNotFound,
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// Which engine is behind the pool; only connection setup and migrations differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The connection pool and every query the application makes.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects, creating a SQLite file and its folder when missing, and applies migrations.
+    ///
+    /// `display_url` is what errors show (the caller passes a password-free form).
+    pub async fn connect(url: &str, display_url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let connect_error = |source| DbError::Connect {
+            url: display_url.to_owned(),
+            source,
+        };
+
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(connect_error)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // One writer at a time is SQLite's model anyway; a few readers help /healthz
+                // and autocomplete stay responsive during an upload.
+                Backend::Sqlite => 4,
+                Backend::Postgres => 10,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers proceed during a write; the busy timeout makes a
+                        // second writer wait instead of failing with "database is locked".
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(connect_error)?;
+
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Db { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A trivial query, for health checks.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Waits for in-flight queries and closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// SQLite will not create a file's folder, and sqlx opens read-write without `create` unless
+/// asked: make both happen so `sqlite://data/portraits.db` just works on a fresh clone.
+fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(parent) = Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|source| DbError::CreateFolder {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+    }
+    Ok(match query {
+        Some(query) if query.contains("mode=") => url.to_owned(),
+        Some(_) => format!("{url}&mode=rwc"),
+        None => format!("{url}?mode=rwc"),
+    })
+}
+
+/// Timestamps are stored as RFC 3339 text in UTC: portable, readable in both `sqlite3` and
+/// `psql`, and ordered correctly as strings.
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Discord ids are u64 snowflakes; both databases store signed 64-bit integers. The cast is a
+/// bit-for-bit round trip, and every real snowflake is below 2^63 anyway.
+fn to_db_id(id: u64) -> i64 {
+    id as i64
+}
+
+fn from_db_id(id: i64) -> u64 {
+    id as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_gain_create_mode_and_keep_explicit_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nested/deeper/portraits.db");
+        let url = format!("sqlite://{}", file.display());
+        assert_eq!(prepare_sqlite_url(&url).unwrap(), format!("{url}?mode=rwc"));
+        assert!(file.parent().unwrap().is_dir(), "the folder is created");
+        assert_eq!(
+            prepare_sqlite_url("sqlite::memory:?mode=memory").unwrap(),
+            "sqlite::memory:?mode=memory"
+        );
+    }
+
+    #[test]
+    fn discord_ids_round_trip_through_signed_storage() {
+        for id in [0, 1, 80351110224678912, u64::MAX] {
+            assert_eq!(from_db_id(to_db_id(id)), id);
+        }
+    }
+}

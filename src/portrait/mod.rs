@@ -1,0 +1,5 @@
+//! The portrait pipeline shared by every entry point: inspect → sanitize → key → store → record.
+
+pub mod inspect;
+pub mod key;
+pub mod sanitize;

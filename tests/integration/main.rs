@@ -1,0 +1,5 @@
+//! Integration tests: one binary, real parts (s3s-fs in process, SQLite, PostgreSQL).
+
+mod db;
+mod storage;
+mod support;
