@@ -1,9 +1,17 @@
 //! portrait-bot: permanent character portraits for Discord communities.
+//!
+//! Layers point down only: `cli` → services (`portrait`) → infrastructure (`storage`, `db`,
+//! `fetch`). Shared state is one [`app::App`] built from [`config::Config`].
 
+pub mod app;
+pub mod cli;
+pub mod config;
 pub mod db;
 pub mod fetch;
+pub mod http;
 pub mod metrics;
 pub mod portrait;
 pub mod secret;
 pub mod storage;
+pub mod telemetry;
 pub mod units;

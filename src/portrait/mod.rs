@@ -3,3 +3,9 @@
 pub mod inspect;
 pub mod key;
 pub mod sanitize;
+mod service;
+
+pub use service::{
+    IngestError, IngestRequest, PortraitOutcome, PortraitService, PortraitServiceSettings,
+    PortraitSource, StoredPortrait, Upload,
+};

@@ -1,3 +1,6 @@
 //! Test support: servers and fixtures the integration tests start on port 0.
+pub mod app;
+pub mod cdn;
 pub mod database;
+pub mod images;
 pub mod s3;

@@ -1,0 +1,244 @@
+//! Command-line interface: parse, build the application, run one command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+
+use crate::app::App;
+use crate::config::{Config, Settings, StorageSettings};
+use crate::db::{Db, DbError, NewCharacter};
+use crate::http;
+use crate::portrait::{IngestRequest, PortraitSource, Upload};
+use crate::storage::Store;
+use crate::units::human_bytes;
+
+/// portrait-bot: permanent character portraits for Discord communities, stored in your own
+/// Cloudflare R2 bucket (or a local folder).
+#[derive(Debug, Parser)]
+#[command(name = "portrait-bot", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server alone: /healthz, /metrics, the default portrait and local objects.
+    Serve,
+    /// Verify the configuration, the database and a write/read/delete round trip on storage.
+    Check,
+    /// Store a local image file as a character's portrait, through the same checks as Discord
+    /// uploads (creating the character if needed).
+    Upload(UploadArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UploadArgs {
+    /// The image file (PNG, JPEG, GIF or WebP).
+    pub file: PathBuf,
+    /// Discord server (guild) id the character belongs to.
+    #[arg(long)]
+    pub guild: u64,
+    /// Discord user id of the character's owner (also recorded as the uploader).
+    #[arg(long)]
+    pub owner: u64,
+    /// Character name.
+    #[arg(long)]
+    pub character: String,
+    /// Character class, when the character is created.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Character bio, when the character is created.
+    #[arg(long)]
+    pub bio: Option<String>,
+}
+
+/// Runs the parsed command; the error, if any, is printed with its whole chain by `main`.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = cli.config.validate()?;
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Check => Ok(check(settings).await),
+        Command::Upload(args) => upload(settings, args).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    let addr = settings.http_addr;
+    let app = App::build(settings).await?;
+    http::serve(
+        app.clone(),
+        addr,
+        |bound| tracing::info!(%bound, "HTTP server listening"),
+        shutdown_signal(),
+    )
+    .await
+    .with_context(|| format!("could not serve HTTP on {addr} (HTTP_ADDR)"))?;
+    app.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each dependency in turn, reporting all of them, so one run shows everything to fix.
+async fn check(settings: Settings) -> ExitCode {
+    println!("configuration: ok");
+    let mut healthy = true;
+
+    match Db::connect(
+        settings.database_url.expose(),
+        &settings.database_url.redacted(),
+    )
+    .await
+    {
+        Ok(db) => {
+            println!(
+                "database: ok ({}, migrations applied)",
+                settings.database_url.redacted()
+            );
+            db.close().await;
+        }
+        Err(err) => {
+            healthy = false;
+            println!("database: FAILED — {err}");
+        }
+    }
+
+    let store = match &settings.storage {
+        StorageSettings::R2(r2) => Store::r2(r2.clone()),
+        StorageSettings::Local {
+            root,
+            public_base_url,
+        } => Store::local(root.clone(), public_base_url.clone()),
+    };
+    match store {
+        Ok(store) => match store.round_trip_check(settings.app_env.as_str()).await {
+            Ok(()) => println!(
+                "storage: ok ({}; write, read and delete succeeded)",
+                store.describe()
+            ),
+            Err(err) => {
+                healthy = false;
+                println!("storage: FAILED — {err}");
+            }
+        },
+        Err(err) => {
+            healthy = false;
+            println!("storage: FAILED — {err}");
+        }
+    }
+
+    if healthy {
+        println!("all checks passed");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn upload(settings: Settings, args: UploadArgs) -> anyhow::Result<ExitCode> {
+    let max_bytes = settings.inspect_limits.max_bytes;
+    let size = tokio::fs::metadata(&args.file)
+        .await
+        .with_context(|| format!("cannot read {}", args.file.display()))?
+        .len();
+    if size > max_bytes {
+        anyhow::bail!(
+            "{} is {}; the limit is {} (MAX_UPLOAD_BYTES)",
+            args.file.display(),
+            human_bytes(size),
+            human_bytes(max_bytes)
+        );
+    }
+    let bytes = tokio::fs::read(&args.file)
+        .await
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+
+    let app = App::build(settings).await?;
+    let result = upload_with(&app, args, Bytes::from(bytes)).await;
+    app.shutdown().await;
+    result
+}
+
+async fn upload_with(app: &App, args: UploadArgs, bytes: Bytes) -> anyhow::Result<ExitCode> {
+    let new = NewCharacter {
+        guild_id: args.guild,
+        owner_id: args.owner,
+        name: &args.character,
+        class: args.class.as_deref(),
+        bio: args.bio.as_deref(),
+    };
+    let character = match app.db.create_character(&new).await {
+        Ok(character) => {
+            println!("created character `{}`", character.name);
+            character
+        }
+        Err(DbError::CharacterExists { .. }) => app
+            .db
+            .find_character(args.guild, args.owner, &args.character)
+            .await?
+            .context("the character exists but could not be read back")?,
+        Err(err) => return Err(err.into()),
+    };
+
+    let request = IngestRequest {
+        character: &character,
+        uploader_id: args.owner,
+        source: PortraitSource::Cli,
+        legacy_url: None,
+    };
+    match app.portraits.ingest(Upload::Bytes(bytes), &request).await {
+        Ok(stored) => {
+            let record = &stored.record;
+            println!("key:        {}", record.storage_key);
+            println!("url:        {}", record.public_url);
+            println!("bytes:      {}", record.size_bytes);
+            println!("type:       {}", record.content_type);
+            println!("dimensions: {}x{}", record.width, record.height);
+            if !stored.removed_metadata.is_empty() {
+                println!("removed:    {}", stored.removed_metadata.join(", "));
+            }
+            if stored.already_stored {
+                println!("(the same image was already stored; nothing new was written)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) if err.is_players_to_fix() => {
+            eprintln!("refused: {}", err.player_message());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(err) => Err(anyhow::Error::new(err).context("the portrait was not stored")),
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Fly.io and most supervisors send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "could not listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "could not listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received Ctrl-C; shutting down"),
+        () = terminate => tracing::info!("received SIGTERM; shutting down"),
+    }
+}

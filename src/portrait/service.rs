@@ -1,0 +1,512 @@
+//! The one ingest path every entry point uses: fetch → inspect → decode check → sanitize →
+//! key → store → record.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use super::inspect::{self, ImageFormat, ImageInfo, InspectLimits, Rejection};
+use super::key::portrait_key;
+use super::sanitize::{self, SanitizeError};
+use crate::db::{Character, Db, DbError, NewFallback, NewPortrait, PortraitRecord};
+use crate::fetch::{FetchError, Fetcher};
+use crate::metrics::Metrics;
+use crate::storage::{StorageError, Store};
+use crate::units::human_bytes;
+
+/// How many times a transient download failure is retried before giving up.
+const FETCH_RETRIES: u32 = 2;
+/// Longest wait honoured from a 429's retry-after before giving up on this attempt.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Where an upload came from; recorded with the portrait and shown in the object metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortraitSource {
+    SlashCommand,
+    RegistrationMessage,
+    Migration,
+    Cli,
+}
+
+impl PortraitSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortraitSource::SlashCommand => "slash_command",
+            PortraitSource::RegistrationMessage => "registration_message",
+            PortraitSource::Migration => "migration",
+            PortraitSource::Cli => "cli",
+        }
+    }
+}
+
+/// The image to ingest.
+#[derive(Debug, Clone)]
+pub enum Upload {
+    /// Downloaded through the bounded fetcher. `declared_size` (e.g. Discord's attachment
+    /// size) lets an oversized file be refused before any download.
+    Url {
+        url: String,
+        declared_size: Option<u64>,
+    },
+    /// Bytes already in hand (the CLI).
+    Bytes(Bytes),
+}
+
+/// Who uploaded what, and for which character.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestRequest<'a> {
+    pub character: &'a Character,
+    pub uploader_id: u64,
+    pub source: PortraitSource,
+    /// The URL this portrait replaces (migration keeps the Discord CDN link).
+    pub legacy_url: Option<&'a str>,
+}
+
+/// A portrait stored and shown on its character.
+#[derive(Debug, Clone)]
+pub struct StoredPortrait {
+    pub record: PortraitRecord,
+    pub character: Character,
+    pub format: ImageFormat,
+    /// Metadata removed for privacy (e.g. "EXIF", "XMP").
+    pub removed_metadata: Vec<&'static str>,
+    /// The object was already in the bucket (same bytes, same name): nothing was written.
+    pub already_stored: bool,
+}
+
+/// Why an upload did not become the character's portrait.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The file is not an acceptable portrait: the player's to fix.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The download failed. Gone links, oversized files and disallowed hosts are the
+    /// player's to fix; timeouts and server errors are ours.
+    #[error("could not download the image: {0}")]
+    Download(#[source] FetchError),
+    #[error("could not clean the image's metadata: {0}")]
+    Sanitize(#[source] SanitizeError),
+    #[error("could not store the portrait: {0}")]
+    Storage(#[source] StorageError),
+    #[error("could not record the portrait: {0}")]
+    Database(#[source] DbError),
+    #[error("the image check stopped unexpectedly: {0}")]
+    Worker(String),
+}
+
+impl IngestError {
+    /// True when the player can fix it (another file, a fresh upload); false for our faults.
+    pub fn is_players_to_fix(&self) -> bool {
+        match self {
+            IngestError::Rejected(_) | IngestError::Sanitize(_) => true,
+            IngestError::Download(err) => !err.is_transient(),
+            IngestError::Database(DbError::CharacterNotFound) => true,
+            IngestError::Storage(_) | IngestError::Database(_) | IngestError::Worker(_) => false,
+        }
+    }
+
+    /// A short label for metrics and the fallback record.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IngestError::Rejected(rejection) => rejection.reason(),
+            IngestError::Download(err) => err.kind(),
+            IngestError::Sanitize(_) => "corrupt",
+            IngestError::Storage(err) => err.kind(),
+            IngestError::Database(_) => "database",
+            IngestError::Worker(_) => "worker",
+        }
+    }
+
+    /// What to tell the player, in a sentence or two.
+    pub fn player_message(&self) -> String {
+        match self {
+            IngestError::Rejected(rejection) => rejection.to_string(),
+            IngestError::Download(err) if err.is_gone() => {
+                "The upload link has expired or the file was deleted. Please upload the image again."
+                    .to_owned()
+            }
+            IngestError::Download(FetchError::TooLarge { max_bytes, .. }) => format!(
+                "The file is larger than the {} limit. Please upload a smaller image.",
+                human_bytes(*max_bytes)
+            ),
+            IngestError::Download(FetchError::OriginNotAllowed { .. })
+            | IngestError::Download(FetchError::RedirectNotAllowed { .. }) => {
+                "That link is not a Discord upload. Please attach the image to your message."
+                    .to_owned()
+            }
+            IngestError::Download(err) if !err.is_transient() => format!(
+                "The image could not be downloaded ({err}). Please upload it again."
+            ),
+            IngestError::Sanitize(_) => "The image seems to be damaged or incomplete. \
+                 Please export it again and re-upload it."
+                .to_owned(),
+            IngestError::Database(DbError::CharacterNotFound) => {
+                "That character was deleted while the portrait was uploading.".to_owned()
+            }
+            _ => "Portrait storage is having trouble right now. Please try again in a few minutes."
+                .to_owned(),
+        }
+    }
+}
+
+/// The result of [`PortraitService::ingest_or_default`].
+#[derive(Debug, Clone)]
+pub enum PortraitOutcome {
+    Stored(StoredPortrait),
+    /// Our fault: nothing changed on the character. `shown_url` is what it shows now (its
+    /// existing portrait, or the default), and `reason` says why the upload did not land.
+    Fallback {
+        character: Character,
+        shown_url: String,
+        kept_existing: bool,
+        reason: String,
+        error_kind: &'static str,
+    },
+}
+
+/// Settings the service needs, resolved from configuration by the caller.
+#[derive(Debug, Clone)]
+pub struct PortraitServiceSettings {
+    pub key_prefix: String,
+    pub default_portrait_url: String,
+    pub limits: InspectLimits,
+    pub ingest_concurrency: usize,
+    pub decode_concurrency: usize,
+}
+
+/// Ingests uploads and manages which portrait each character shows.
+#[derive(Debug, Clone)]
+pub struct PortraitService {
+    db: Db,
+    store: Arc<Store>,
+    fetcher: Fetcher,
+    metrics: Metrics,
+    settings: PortraitServiceSettings,
+    /// Bounds memory: each ingest holds up to two copies of an upload (original and
+    /// sanitized). Callers wait here, after they have answered Discord.
+    ingest_slots: Arc<Semaphore>,
+    /// Bounds CPU and decoder memory: decoding is the expensive part.
+    decode_slots: Arc<Semaphore>,
+}
+
+impl PortraitService {
+    pub fn new(
+        db: Db,
+        store: Arc<Store>,
+        fetcher: Fetcher,
+        metrics: Metrics,
+        settings: PortraitServiceSettings,
+    ) -> Self {
+        Self {
+            ingest_slots: Arc::new(Semaphore::new(settings.ingest_concurrency.max(1))),
+            decode_slots: Arc::new(Semaphore::new(settings.decode_concurrency.max(1))),
+            db,
+            store,
+            fetcher,
+            metrics,
+            settings,
+        }
+    }
+
+    pub fn default_portrait_url(&self) -> &str {
+        &self.settings.default_portrait_url
+    }
+
+    pub fn limits(&self) -> &InspectLimits {
+        &self.settings.limits
+    }
+
+    /// What a character's embed shows.
+    pub fn shown_url(&self, character: &Character) -> String {
+        character
+            .portrait_url
+            .clone()
+            .unwrap_or_else(|| self.settings.default_portrait_url.clone())
+    }
+
+    /// Runs the whole pipeline and makes the result the character's portrait. Any error
+    /// leaves the character exactly as it was.
+    pub async fn ingest(
+        &self,
+        upload: Upload,
+        request: &IngestRequest<'_>,
+    ) -> Result<StoredPortrait, IngestError> {
+        let _slot = self
+            .ingest_slots
+            .acquire()
+            .await
+            .map_err(|_| IngestError::Worker("the ingest queue was closed".into()))?;
+        let result = self.ingest_in_slot(upload, request).await;
+        if let Err(IngestError::Rejected(rejection)) = &result {
+            self.metrics
+                .validation_rejections_total
+                .with_label_values(&[rejection.reason()])
+                .inc();
+        }
+        result
+    }
+
+    async fn ingest_in_slot(
+        &self,
+        upload: Upload,
+        request: &IngestRequest<'_>,
+    ) -> Result<StoredPortrait, IngestError> {
+        let limits = self.settings.limits;
+        let bytes = match upload {
+            Upload::Bytes(bytes) => bytes,
+            Upload::Url { url, declared_size } => {
+                if let Some(size) = declared_size.filter(|size| *size > limits.max_bytes) {
+                    return Err(Rejection::TooLarge {
+                        size,
+                        max: limits.max_bytes,
+                    }
+                    .into());
+                }
+                let started = Instant::now();
+                let fetched = self.fetch_with_retry(&url).await;
+                self.observe_stage("fetch", started);
+                fetched?
+            }
+        };
+
+        let started = Instant::now();
+        let info = inspect::inspect_header(&bytes, &limits)?;
+        self.observe_stage("inspect", started);
+
+        let started = Instant::now();
+        let sanitized = {
+            let _decode_slot = self
+                .decode_slots
+                .acquire()
+                .await
+                .map_err(|_| IngestError::Worker("the decode queue was closed".into()))?;
+            let original = bytes.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
+                inspect::verify_decodes(&original, &info, &limits)?;
+                let sanitized = sanitize::strip_metadata(original, info.format)
+                    .map_err(IngestError::Sanitize)?;
+                // What we store must still be the same image the checks passed.
+                let after = inspect::inspect_header(&sanitized.bytes, &limits)?;
+                if (after.format, after.width, after.height)
+                    != (info.format, info.width, info.height)
+                {
+                    return Err(IngestError::Worker(
+                        "metadata removal changed the image header".into(),
+                    ));
+                }
+                Ok(sanitized)
+            })
+            .await
+            .map_err(|err| IngestError::Worker(err.to_string()))??
+        };
+        drop(bytes);
+        self.observe_stage("check", started);
+
+        self.store_and_record(sanitized.bytes, &info, sanitized.removed, request)
+            .await
+    }
+
+    async fn store_and_record(
+        &self,
+        bytes: Bytes,
+        info: &ImageInfo,
+        removed_metadata: Vec<&'static str>,
+        request: &IngestRequest<'_>,
+    ) -> Result<StoredPortrait, IngestError> {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let key = portrait_key(
+            &self.settings.key_prefix,
+            chrono::Utc::now(),
+            &sha256,
+            &request.character.name,
+            info.format,
+        );
+
+        let started = Instant::now();
+        // Same bytes and name give the same key: skip the write (R2 allows one write per
+        // second per key, and re-runs should cost nothing).
+        let already_stored = match self.store.head(&key).await {
+            Ok(Some(existing)) => existing.size == bytes.len() as u64,
+            Ok(None) => false,
+            Err(err) => return Err(self.storage_failed(err)),
+        };
+        if !already_stored {
+            let uploader = request.uploader_id.to_string();
+            let metadata = [
+                ("uploader-id", uploader.as_str()),
+                ("character-name", request.character.name.as_str()),
+                ("source", request.source.as_str()),
+            ];
+            let put_started = Instant::now();
+            self.store
+                .put(&key, bytes.clone(), info.format.mime_type(), &metadata)
+                .await
+                .map_err(|err| self.storage_failed(err))?;
+            self.metrics
+                .upload_latency_seconds
+                .observe(put_started.elapsed().as_secs_f64());
+            self.metrics.uploads_total.inc();
+            self.metrics.upload_size_bytes.observe(bytes.len() as f64);
+        }
+        self.observe_stage("store", started);
+
+        let started = Instant::now();
+        let public_url = self.store.public_url(&key);
+        let previous_portrait = request.character.portrait_id;
+        let (record, character) = self
+            .db
+            .attach_portrait(
+                request.character.id,
+                &NewPortrait {
+                    storage_key: &key,
+                    public_url: &public_url,
+                    sha256: &sha256,
+                    size_bytes: bytes.len() as u64,
+                    content_type: info.format.mime_type(),
+                    width: info.width,
+                    height: info.height,
+                    uploader_id: request.uploader_id,
+                    source: request.source.as_str(),
+                    legacy_url: request.legacy_url,
+                },
+            )
+            .await
+            .map_err(IngestError::Database)?;
+        self.observe_stage("record", started);
+
+        if let Some(previous) = previous_portrait.filter(|previous| *previous != record.id) {
+            self.release_portrait(previous).await;
+        }
+
+        Ok(StoredPortrait {
+            record,
+            character,
+            format: info.format,
+            removed_metadata,
+            already_stored,
+        })
+    }
+
+    /// [`ingest`](Self::ingest) with the fallback policy: the player's mistakes come back as
+    /// errors to show them; our faults (storage, network, database) are counted, recorded,
+    /// and answered with what the character shows now — its existing portrait if it had one,
+    /// else the default — and the reason.
+    pub async fn ingest_or_default(
+        &self,
+        upload: Upload,
+        request: &IngestRequest<'_>,
+    ) -> Result<PortraitOutcome, IngestError> {
+        match self.ingest(upload, request).await {
+            Ok(stored) => Ok(PortraitOutcome::Stored(stored)),
+            Err(err) if err.is_players_to_fix() => Err(err),
+            Err(err) => {
+                let error_kind = err.kind();
+                let reason = err.to_string();
+                tracing::warn!(
+                    character_id = request.character.id,
+                    error_kind,
+                    error = %reason,
+                    "portrait upload failed on our side; keeping the current portrait"
+                );
+                self.metrics
+                    .fallbacks_total
+                    .with_label_values(&[error_kind])
+                    .inc();
+                let record = self
+                    .db
+                    .record_fallback(&NewFallback {
+                        guild_id: request.character.guild_id,
+                        owner_id: request.character.owner_id,
+                        character_id: Some(request.character.id),
+                        error_kind,
+                        reason: &reason,
+                    })
+                    .await;
+                if let Err(db_err) = record {
+                    tracing::error!(error = %db_err, "could not record a portrait fallback");
+                }
+                Ok(PortraitOutcome::Fallback {
+                    character: request.character.clone(),
+                    shown_url: self.shown_url(request.character),
+                    kept_existing: request.character.portrait_url.is_some(),
+                    reason: err.player_message(),
+                    error_kind,
+                })
+            }
+        }
+    }
+
+    /// Puts a character back on the default portrait, deleting its old object when no other
+    /// character shows it.
+    pub async fn reset_portrait(&self, character_id: i64) -> Result<Option<Character>, DbError> {
+        let Some(before) = self.db.clear_character_portrait(character_id).await? else {
+            return Ok(None);
+        };
+        if let Some(previous) = before.portrait_id {
+            self.release_portrait(previous).await;
+        }
+        self.db.character_by_id(character_id).await
+    }
+
+    /// Deletes a portrait's row and object once no character shows it. Failures are logged,
+    /// not raised: the caller's change already happened, and an object left behind is found
+    /// by orphan cleanup.
+    pub async fn release_portrait(&self, portrait_id: i64) {
+        match self.db.delete_portrait_if_unreferenced(portrait_id).await {
+            Ok(Some(record)) => {
+                if let Err(err) = self.store.delete(&record.storage_key).await {
+                    tracing::warn!(key = %record.storage_key, error = %err,
+                        "could not delete an unreferenced portrait object; orphan cleanup will find it");
+                }
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(portrait_id, error = %err, "could not release a portrait"),
+        }
+    }
+
+    async fn fetch_with_retry(&self, url: &str) -> Result<Bytes, IngestError> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .fetcher
+                .fetch(url, self.settings.limits.max_bytes)
+                .await
+            {
+                Ok(fetched) => return Ok(fetched.bytes),
+                Err(FetchError::TooLarge { declared, .. }) => {
+                    return Err(Rejection::TooLarge {
+                        size: declared.unwrap_or(self.settings.limits.max_bytes + 1),
+                        max: self.settings.limits.max_bytes,
+                    }
+                    .into())
+                }
+                Err(err) if err.is_transient() && attempt < FETCH_RETRIES => {
+                    attempt += 1;
+                    let backoff = Duration::from_millis(250 * 2u64.pow(attempt));
+                    let wait = err.retry_after().unwrap_or(backoff).min(MAX_RETRY_AFTER);
+                    tracing::debug!(attempt, ?wait, error = %err, "retrying a download");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => return Err(IngestError::Download(err)),
+            }
+        }
+    }
+
+    fn storage_failed(&self, err: StorageError) -> IngestError {
+        self.metrics
+            .upload_errors_total
+            .with_label_values(&[err.kind()])
+            .inc();
+        IngestError::Storage(err)
+    }
+
+    fn observe_stage(&self, stage: &str, started: Instant) {
+        self.metrics
+            .ingest_stage_seconds
+            .with_label_values(&[stage])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,315 @@
+//! The `portrait-bot` binary as a new user runs it: defaults, a temp folder as the working
+//! directory, and nothing configured but what each test sets.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::support::images;
+use crate::support::s3::{self, TestS3};
+
+/// Every variable the binary reads, removed so the developer's own environment cannot leak in.
+const CONFIG_VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "APP_ENV",
+    "R2_ACCOUNT_ID",
+    "R2_ACCESS_KEY_ID",
+    "R2_SECRET_ACCESS_KEY",
+    "R2_BUCKET_NAME",
+    "R2_PUBLIC_URL",
+    "R2_ENDPOINT",
+    "LOCAL_STORAGE_DIR",
+    "LOCAL_PUBLIC_URL",
+    "DEFAULT_PORTRAIT_URL",
+    "MAX_UPLOAD_BYTES",
+    "MAX_IMAGE_DIMENSION",
+    "MAX_IMAGE_PIXELS",
+    "CDN_ALLOWED_ORIGINS",
+    "HTTP_ADDR",
+    "LOG_FORMAT",
+    "INGEST_CONCURRENCY",
+    "DECODE_CONCURRENCY",
+    "FETCH_CONNECT_TIMEOUT_SECS",
+    "FETCH_TIMEOUT_SECS",
+];
+
+fn portrait_bot(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portrait-bot"));
+    command.current_dir(dir).env("RUST_LOG", "warn");
+    for variable in CONFIG_VARIABLES {
+        command.env_remove(variable);
+    }
+    command
+}
+
+fn run(command: &mut Command) -> (Output, String, String) {
+    let output = command.output().expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stdout, stderr)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn field<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no `{name}` line in:\n{stdout}"))
+        .trim()
+}
+
+#[tokio::test]
+async fn upload_on_the_defaults_stores_the_file_and_serve_serves_it_with_its_content_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aria.png");
+    let png = images::png(120, 90);
+    std::fs::write(&file, &png).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+
+    let (output, stdout, stderr) = run(portrait_bot(dir.path()).env("HTTP_ADDR", &addr).args([
+        "upload",
+        "aria.png",
+        "--guild",
+        "42",
+        "--owner",
+        "7",
+        "--character",
+        "Aria Windrunner",
+    ]));
+    assert!(
+        output.status.success(),
+        "upload failed:\n{stdout}\n{stderr}"
+    );
+    let key = field(&stdout, "key:");
+    assert!(
+        key.starts_with("dev/portraits/") && key.ends_with("_aria-windrunner.png"),
+        "{key}"
+    );
+    assert_eq!(field(&stdout, "bytes:"), png.len().to_string());
+    assert_eq!(field(&stdout, "type:"), "image/png");
+    assert_eq!(field(&stdout, "dimensions:"), "120x90");
+    let url = field(&stdout, "url:").to_owned();
+    assert_eq!(url, format!("http://{addr}/objects/{key}"));
+    assert!(
+        dir.path().join("data/portraits.db").is_file(),
+        "SQLite file created"
+    );
+    assert!(
+        dir.path().join("data/objects").join(key).is_file(),
+        "object in the local folder"
+    );
+
+    let mut server = portrait_bot(dir.path())
+        .env("HTTP_ADDR", &addr)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let client = reqwest::Client::new();
+    let mut healthy = false;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(format!("http://{addr}/healthz")).send().await {
+            healthy = response.status().is_success();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "/healthz answers 200");
+
+    let response = client.get(&url).send().await.expect("GET the portrait");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(
+        response.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(
+        response.bytes().await.unwrap().as_ref(),
+        png.as_slice(),
+        "a PNG without metadata is stored as uploaded"
+    );
+
+    let placeholder = client
+        .get(format!("http://{addr}/default-portrait.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placeholder.headers()["content-type"], "image/png");
+    let missing = client
+        .get(format!("http://{addr}/objects/dev/portraits/nope.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    for hostile in [
+        "/objects/..%2F..%2Fdata%2Fportraits.db",
+        "/objects/.portrait-meta/x.json",
+    ] {
+        let response = client
+            .get(format!("http://{addr}{hostile}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{hostile}");
+    }
+    let metrics = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("# HELP r2_uploads_total"), "{metrics}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.wait().expect("serve exits");
+    assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}");
+}
+
+#[tokio::test]
+async fn an_upload_that_is_not_an_image_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sneaky.png"), images::SVG).unwrap();
+    let (output, stdout, stderr) = run(portrait_bot(dir.path()).args([
+        "upload",
+        "sneaky.png",
+        "--guild",
+        "1",
+        "--owner",
+        "2",
+        "--character",
+        "Sneak",
+    ]));
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stderr.contains("refused:") && stderr.contains("SVG"),
+        "{stderr}"
+    );
+    let objects = dir.path().join("data/objects");
+    let stored = walk(&objects);
+    assert!(stored.is_empty(), "nothing stored: {stored:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn check_says_what_to_fix_for_bad_credentials_a_missing_bucket_and_an_unreachable_endpoint() {
+    let s3 = TestS3::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let check = |endpoint: &str, secret: &str, bucket: &str| {
+        let mut command = portrait_bot(dir.path());
+        command
+            .env("R2_ENDPOINT", endpoint)
+            .env("R2_ACCESS_KEY_ID", s3::ACCESS_KEY)
+            .env("R2_SECRET_ACCESS_KEY", secret)
+            .env("R2_BUCKET_NAME", bucket)
+            .env("R2_PUBLIC_URL", s3::PUBLIC_URL)
+            .arg("check");
+        // Off the async runtime: s3s-fs runs on it and must keep answering.
+        async move {
+            tokio::task::spawn_blocking(move || run(&mut command))
+                .await
+                .expect("check ran")
+        }
+    };
+
+    let (ok, stdout, stderr) = check(s3.endpoint(), s3::SECRET_KEY, s3::BUCKET).await;
+    assert!(ok.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+
+    let (denied, wrong_secret, _) = check(s3.endpoint(), "not-the-secret", s3::BUCKET).await;
+    let (missing, no_bucket, _) = check(s3.endpoint(), s3::SECRET_KEY, s3::MISSING_BUCKET).await;
+    let unreachable = s3::unreachable_endpoint().await;
+    let (down, no_server, _) = check(&unreachable, s3::SECRET_KEY, s3::BUCKET).await;
+    for (output, stdout) in [
+        (&denied, &wrong_secret),
+        (&missing, &no_bucket),
+        (&down, &no_server),
+    ] {
+        assert!(!output.status.success(), "{stdout}");
+        assert!(stdout.contains("storage: FAILED"), "{stdout}");
+        assert!(
+            !stdout.contains("not-the-secret"),
+            "the secret never appears: {stdout}"
+        );
+    }
+    assert!(
+        wrong_secret.contains("R2_SECRET_ACCESS_KEY"),
+        "{wrong_secret}"
+    );
+    assert!(
+        no_bucket.contains(s3::MISSING_BUCKET) && no_bucket.contains("R2_BUCKET_NAME"),
+        "{no_bucket}"
+    );
+    assert!(no_server.contains("R2_ENDPOINT"), "{no_server}");
+    let failures = [&wrong_secret, &no_bucket, &no_server].map(|s| {
+        s.lines()
+            .find(|l| l.starts_with("storage:"))
+            .unwrap()
+            .to_owned()
+    });
+    assert!(
+        failures[0] != failures[1] && failures[1] != failures[2] && failures[0] != failures[2],
+        "{failures:?}"
+    );
+}
+
+#[test]
+fn partial_r2_settings_stop_startup_naming_the_missing_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, stdout, stderr) = run(portrait_bot(dir.path())
+        .env("R2_BUCKET_NAME", "portraits")
+        .env("R2_SECRET_ACCESS_KEY", "shh-very-secret")
+        .arg("check"));
+    assert!(!output.status.success(), "{stdout}");
+    for variable in ["R2_ACCOUNT_ID", "R2_ACCESS_KEY_ID", "R2_PUBLIC_URL"] {
+        assert!(stderr.contains(variable), "{stderr} should name {variable}");
+    }
+    assert!(!stderr.contains("shh-very-secret") && !stdout.contains("shh-very-secret"));
+}
+
+#[test]
+fn help_documents_every_environment_variable_without_showing_secret_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, stdout, _) = run(portrait_bot(dir.path())
+        .env("R2_SECRET_ACCESS_KEY", "shh-very-secret")
+        .arg("--help"));
+    assert!(output.status.success());
+    // clap wraps long lines, sometimes inside `[env: NAME]`.
+    let stdout = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for variable in CONFIG_VARIABLES {
+        assert!(
+            stdout.contains(&format!("[env: {variable}")),
+            "--help lacks {variable}:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("shh-very-secret"), "{stdout}");
+}

@@ -1,0 +1,129 @@
+//! A simulated Discord CDN: serves attachment bytes over real HTTP on 127.0.0.1, answers
+//! expired links the way Discord does, and records every request with its time.
+#![allow(dead_code)] // shared by many test modules; each uses only part of it
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+/// Discord's body for a link that has expired or whose file is gone.
+pub const GONE_BODY: &str = "This content is no longer available.";
+
+#[derive(Clone)]
+enum Served {
+    File { bytes: Bytes, content_type: String },
+    Gone,
+}
+
+#[derive(Default)]
+struct CdnState {
+    files: HashMap<String, Served>,
+    requests: Vec<CdnRequest>,
+}
+
+/// One request the CDN received.
+#[derive(Debug, Clone)]
+pub struct CdnRequest {
+    pub path: String,
+    pub at: Instant,
+}
+
+pub struct TestCdn {
+    addr: SocketAddr,
+    state: Arc<Mutex<CdnState>>,
+    server: JoinHandle<()>,
+}
+
+impl TestCdn {
+    pub async fn start() -> TestCdn {
+        let state = Arc::new(Mutex::new(CdnState::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the CDN");
+        let addr = listener.local_addr().expect("CDN address");
+        let router = axum::Router::new()
+            .fallback(serve)
+            .with_state(state.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("CDN serves");
+        });
+        TestCdn {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, to add to `CDN_ALLOWED_ORIGINS`.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves `bytes` at `path` (e.g. `/attachments/1/2/aria.png`) with a declared
+    /// Content-Type that need not be true; returns a signed-looking URL to it.
+    pub fn host(&self, path: &str, bytes: impl Into<Bytes>, content_type: &str) -> String {
+        self.state.lock().unwrap().files.insert(
+            path.to_owned(),
+            Served::File {
+                bytes: bytes.into(),
+                content_type: content_type.to_owned(),
+            },
+        );
+        format!(
+            "{}{path}?ex=6740a1b2&is=673f5032&hm=0123abcd",
+            self.origin()
+        )
+    }
+
+    /// From now on `path` answers 404 with Discord's "no longer available" body.
+    pub fn expire(&self, path: &str) -> String {
+        self.state
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.to_owned(), Served::Gone);
+        format!("{}{path}?ex=1&is=1&hm=dead", self.origin())
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<CdnRequest> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+impl Drop for TestCdn {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn serve(State(state): State<Arc<Mutex<CdnState>>>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let served = {
+        let mut state = state.lock().unwrap();
+        state.requests.push(CdnRequest {
+            path: path.clone(),
+            at: Instant::now(),
+        });
+        state.files.get(&path).cloned()
+    };
+    match served {
+        Some(Served::File {
+            bytes,
+            content_type,
+        }) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        Some(Served::Gone) | None => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain")],
+            GONE_BODY,
+        )
+            .into_response(),
+    }
+}
