@@ -1,0 +1,429 @@
+//! Ingest benchmark against s3s-fs in process: memory under concurrent large uploads, memory
+//! while refusing an endless download, and throughput beside a bare `put_object` loop.
+//!
+//! Reproduce: `cargo bench --bench ingest`
+
+#[path = "../tests/integration/support/s3.rs"]
+mod s3;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use image::codecs::jpeg::JpegEncoder;
+use image::{ImageEncoder, RgbImage};
+use portrait_bot::app::App;
+use portrait_bot::config::{AppEnv, DatabaseUrl, Settings, StorageSettings};
+use portrait_bot::db::NewCharacter;
+use portrait_bot::fetch::{FetchConfig, FetchError, Origin};
+use portrait_bot::portrait::inspect::InspectLimits;
+use portrait_bot::portrait::{IngestRequest, PortraitSource, Upload};
+use tokio::io::AsyncReadExt;
+
+const MIB: u64 = 1024 * 1024;
+const MAX_UPLOAD_BYTES: u64 = 10 * MIB;
+const CONCURRENT_UPLOADS: usize = 16;
+const THROUGHPUT_IMAGES: usize = 48;
+const THROUGHPUT_CONCURRENCY: usize = 4;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    println!("portrait-bot ingest benchmark (reproduce: cargo bench --bench ingest)\n");
+    let fixtures = tempfile::tempdir().expect("temp dir");
+    let large = tokio::task::spawn_blocking({
+        let dir = fixtures.path().to_owned();
+        move || write_large_fixtures(&dir)
+    })
+    .await
+    .expect("fixtures");
+    let small: Vec<Bytes> = (0..THROUGHPUT_IMAGES)
+        .map(|i| Bytes::from(photo_jpeg(2000, 1500, i as u32, 92)))
+        .collect();
+
+    let s3 = s3::TestS3::start().await;
+    let cdn = FileCdn::start(fixtures.path().to_owned()).await;
+    let db_dir = tempfile::tempdir().expect("temp dir");
+    let app = App::build(settings(&s3, &cdn, db_dir.path()))
+        .await
+        .expect("app");
+
+    // Refusal first: later phases leave freed-but-resident heap pages that a refusal could
+    // reuse, which would hide its growth.
+    let (refuse_before_kib, refuse_peak_kib, refused) = refuse_endless_download(&app, &cdn).await;
+    let (baseline_kib, peak_kib, elapsed) = concurrent_large_uploads(&app, &cdn, &large).await;
+    let (ingest_secs, bare_secs, bytes) = throughput(&app, &s3, &small).await;
+
+    let peak_mib = peak_kib as f64 / 1024.0;
+    let growth_mib = refuse_peak_kib.saturating_sub(refuse_before_kib) as f64 / 1024.0;
+    let cap_mib = MAX_UPLOAD_BYTES as f64 / MIB as f64;
+    let ingest_rate = bytes as f64 / MIB as f64 / ingest_secs;
+    let bare_rate = bytes as f64 / MIB as f64 / bare_secs;
+    let verdict = |ok: bool| if ok { "within budget" } else { "OVER BUDGET" };
+
+    println!("| figure | value | budget | verdict |");
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| peak RSS, {CONCURRENT_UPLOADS} concurrent ~10 MiB ingests incl. a 40 MP photo ({:.1} s) | {peak_mib:.1} MiB (baseline {:.1} MiB) | ≤ 200 MiB | {} |",
+        elapsed.as_secs_f64(),
+        baseline_kib as f64 / 1024.0,
+        verdict(peak_mib <= 200.0)
+    );
+    println!(
+        "| RSS growth refusing a 1 GiB download ({refused}) | {growth_mib:.1} MiB | ≤ cap + 2 = {:.0} MiB | {} |",
+        cap_mib + 2.0,
+        verdict(growth_mib <= cap_mib + 2.0)
+    );
+    println!(
+        "| ingest throughput, {THROUGHPUT_IMAGES} JPEGs of {:.1} MiB avg, concurrency {THROUGHPUT_CONCURRENCY} | {ingest_rate:.1} MiB/s | — | — |",
+        bytes as f64 / THROUGHPUT_IMAGES as f64 / MIB as f64
+    );
+    println!("| bare put_object loop, same bytes, same server, same concurrency | {bare_rate:.1} MiB/s | — | — |");
+    println!(
+        "| ingest / bare put ratio | {:.2} | — | — |",
+        ingest_rate / bare_rate
+    );
+    println!("\nreproduce: cargo bench --bench ingest");
+}
+
+/// 15 incompressible ~9.5 MiB PNGs and one 40-megapixel JPEG photo, written to disk so the
+/// simulated CDN streams them instead of holding them in this process's memory.
+fn write_large_fixtures(dir: &Path) -> Vec<(String, u64)> {
+    let mut files = Vec::new();
+    let photo = photo_jpeg(8000, 5000, 7, 80);
+    assert!(
+        photo.len() as u64 <= MAX_UPLOAD_BYTES,
+        "photo is {} bytes",
+        photo.len()
+    );
+    std::fs::write(dir.join("photo-40mp.jpg"), &photo).expect("write");
+    files.push(("photo-40mp.jpg".to_owned(), photo.len() as u64));
+    drop(photo);
+    for i in 0..CONCURRENT_UPLOADS - 1 {
+        let png = noise_png(1800, 1800, i as u64);
+        assert!(png.len() as u64 <= MAX_UPLOAD_BYTES);
+        let name = format!("noise-{i}.png");
+        std::fs::write(dir.join(&name), &png).expect("write");
+        files.push((name, png.len() as u64));
+    }
+    files
+}
+
+/// A smooth photo-like gradient with fine grain, so JPEG sizes resemble real photos.
+fn photo_jpeg(width: u32, height: u32, seed: u32, quality: u8) -> Vec<u8> {
+    let image = RgbImage::from_fn(width, height, |x, y| {
+        let grain = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503) ^ seed) % 24;
+        image::Rgb([
+            ((x * 255 / width) as u8).saturating_add(grain as u8),
+            ((y * 255 / height) as u8).saturating_add(grain as u8 / 2),
+            (((x + y + seed) % 256) as u8).saturating_add(grain as u8),
+        ])
+    });
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, quality)
+        .write_image(
+            image.as_raw(),
+            width,
+            height,
+            image::ExtendedColorType::Rgb8,
+        )
+        .expect("encode JPEG");
+    out
+}
+
+fn noise_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let pixels: Vec<u8> = (0..width as usize * height as usize * 3)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut out,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::NoFilter,
+    )
+    .write_image(&pixels, width, height, image::ExtendedColorType::Rgb8)
+    .expect("encode PNG");
+    out
+}
+
+fn settings(s3: &s3::TestS3, cdn: &FileCdn, db_dir: &Path) -> Settings {
+    let url = format!("sqlite://{}", db_dir.join("bench.db").display());
+    Settings {
+        database_url: DatabaseUrl::from_str(&url).expect("url"),
+        app_env: AppEnv::Dev,
+        storage: StorageSettings::R2(s3.settings()),
+        default_portrait_url: "https://bot.example.test/default.png".into(),
+        inspect_limits: InspectLimits {
+            max_bytes: MAX_UPLOAD_BYTES,
+            max_dimension: 10_000,
+            max_pixels: 40_000_000,
+        },
+        fetch: FetchConfig {
+            allowed_origins: vec![Origin::parse(&cdn.origin()).expect("origin")],
+            connect_timeout: Duration::from_secs(5),
+            total_timeout: Duration::from_secs(120),
+        },
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        ingest_concurrency: 4,
+        decode_concurrency: 1,
+    }
+}
+
+async fn concurrent_large_uploads(
+    app: &App,
+    cdn: &FileCdn,
+    files: &[(String, u64)],
+) -> (u64, u64, Duration) {
+    let mut characters = Vec::new();
+    for (i, _) in files.iter().enumerate() {
+        characters.push(character(app, &format!("Large {i}")).await);
+    }
+    let baseline = reset_peak_rss();
+    let sampler = PeakSampler::start();
+    let started = Instant::now();
+    let uploads = files
+        .iter()
+        .zip(&characters)
+        .map(|((name, size), character)| {
+            let upload = Upload::Url {
+                url: format!("{}/files/{name}", cdn.origin()),
+                declared_size: Some(*size),
+            };
+            async move {
+                app.portraits
+                    .ingest(upload, &request(character))
+                    .await
+                    .unwrap_or_else(|err| panic!("{name} refused: {err}"))
+            }
+        });
+    let stored = futures::future::join_all(uploads).await;
+    let elapsed = started.elapsed();
+    let peak = sampler.stop().max(peak_rss_kib());
+    assert_eq!(stored.len(), files.len());
+    (baseline, peak, elapsed)
+}
+
+async fn refuse_endless_download(app: &App, cdn: &FileCdn) -> (u64, u64, String) {
+    let before = reset_peak_rss();
+    let sampler = PeakSampler::start();
+    let result = app
+        .fetcher
+        .fetch(&format!("{}/endless", cdn.origin()), MAX_UPLOAD_BYTES)
+        .await;
+    let peak = sampler.stop().max(peak_rss_kib());
+    let outcome = match result {
+        Err(FetchError::TooLarge { .. }) => format!(
+            "refused after {} MiB served",
+            cdn.endless_served.load(Ordering::Relaxed) / MIB
+        ),
+        other => panic!("expected TooLarge, got {:?}", other.map(|f| f.bytes.len())),
+    };
+    (before, peak, outcome)
+}
+
+async fn throughput(app: &App, s3: &s3::TestS3, images: &[Bytes]) -> (f64, f64, u64) {
+    let bytes: u64 = images.iter().map(|b| b.len() as u64).sum();
+    let mut characters = Vec::new();
+    for i in 0..images.len() {
+        characters.push(character(app, &format!("Throughput {i}")).await);
+    }
+
+    let started = Instant::now();
+    futures::stream::iter(images.iter().zip(&characters))
+        .for_each_concurrent(THROUGHPUT_CONCURRENCY, |(image, character)| async move {
+            app.portraits
+                .ingest(Upload::Bytes(image.clone()), &request(character))
+                .await
+                .expect("ingest");
+        })
+        .await;
+    let ingest_secs = started.elapsed().as_secs_f64();
+
+    let store = s3.store();
+    let store = &store;
+    let started = Instant::now();
+    futures::stream::iter(images.iter().enumerate())
+        .for_each_concurrent(THROUGHPUT_CONCURRENCY, |(i, image)| async move {
+            store
+                .put(
+                    &format!("bench/bare/{i}.jpg"),
+                    image.clone(),
+                    "image/jpeg",
+                    &[],
+                )
+                .await
+                .expect("bare put");
+        })
+        .await;
+    let bare_secs = started.elapsed().as_secs_f64();
+    (ingest_secs, bare_secs, bytes)
+}
+
+async fn character(app: &App, name: &str) -> portrait_bot::db::Character {
+    app.db
+        .create_character(&NewCharacter {
+            guild_id: 1,
+            owner_id: 2,
+            name,
+            class: None,
+            bio: None,
+        })
+        .await
+        .expect("character")
+}
+
+fn request(character: &portrait_bot::db::Character) -> IngestRequest<'_> {
+    IngestRequest {
+        character,
+        uploader_id: 2,
+        source: PortraitSource::Cli,
+        legacy_url: None,
+    }
+}
+
+/// Peak resident set size so far (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    proc_status_kib("VmHWM:")
+}
+
+fn current_rss_kib() -> u64 {
+    proc_status_kib("VmRSS:")
+}
+
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resets VmHWM to the current RSS (Linux `clear_refs` 5), so fixture generation does not
+/// count; returns the RSS at that point.
+fn reset_peak_rss() -> u64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    current_rss_kib()
+}
+
+/// Samples RSS every few milliseconds on a plain thread, as a cross-check of VmHWM on
+/// kernels where `clear_refs` is not permitted.
+struct PeakSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl PeakSampler {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(current_rss_kib()));
+        let thread = std::thread::spawn({
+            let (stop, peak) = (stop.clone(), peak.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(current_rss_kib(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+        Self { stop, peak, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// A CDN that streams fixture files from disk in 64 KiB chunks and serves an endless body.
+struct FileCdn {
+    addr: SocketAddr,
+    endless_served: Arc<AtomicU64>,
+}
+
+#[derive(Clone)]
+struct CdnState {
+    root: PathBuf,
+    endless_served: Arc<AtomicU64>,
+}
+
+impl FileCdn {
+    async fn start(root: PathBuf) -> FileCdn {
+        let endless_served = Arc::new(AtomicU64::new(0));
+        let state = CdnState {
+            root,
+            endless_served: endless_served.clone(),
+        };
+        let router = axum::Router::new()
+            .route("/files/{name}", axum::routing::get(file))
+            .route("/endless", axum::routing::get(endless))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        FileCdn {
+            addr,
+            endless_served,
+        }
+    }
+
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn file(State(state): State<CdnState>, UrlPath(name): UrlPath<String>) -> Response {
+    let file = tokio::fs::File::open(state.root.join(name))
+        .await
+        .expect("fixture");
+    let stream = futures::stream::unfold(file, |mut file| async move {
+        let mut chunk = vec![0u8; 64 * 1024];
+        match file.read(&mut chunk).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), file))
+            }
+        }
+    });
+    Body::from_stream(stream).into_response()
+}
+
+/// 1 GiB, generated lazily, with no Content-Length.
+async fn endless(State(state): State<CdnState>) -> Response {
+    let chunk = Bytes::from(vec![0x42u8; 64 * 1024]);
+    let served = state.endless_served.clone();
+    let stream = futures::stream::iter(0..(1024 * MIB / chunk.len() as u64)).map(move |_| {
+        served.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        Ok::<_, std::io::Error>(chunk.clone())
+    });
+    Body::from_stream(stream).into_response()
+}
