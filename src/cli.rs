@@ -8,7 +8,10 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 
 use crate::app::App;
-use crate::config::{Config, Settings, StorageSettings};
+use std::future::Future;
+
+use crate::bot;
+use crate::config::{BotConfig, BotSettings, Config, Settings, StorageSettings};
 use crate::db::{Db, DbError, NewCharacter};
 use crate::http;
 use crate::portrait::{IngestRequest, PortraitSource, Upload};
@@ -29,6 +32,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the Discord bot beside the HTTP server (the normal way to run portrait-bot).
+    Run(BotArgs),
+    /// Register the slash commands with Discord (globally, or to DEV_GUILD_ID) and exit.
+    RegisterCommands(BotArgs),
     /// Run the HTTP server alone: /healthz, /metrics, the default portrait and local objects.
     Serve,
     /// Verify the configuration, the database and a write/read/delete round trip on storage.
@@ -36,6 +43,12 @@ pub enum Command {
     /// Store a local image file as a character's portrait, through the same checks as Discord
     /// uploads (creating the character if needed).
     Upload(UploadArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BotArgs {
+    #[command(flatten)]
+    pub bot: BotConfig,
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,10 +76,57 @@ pub struct UploadArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.config.validate()?;
     match cli.command {
+        Command::Run(args) => {
+            let bot = args.bot.validate()?;
+            run_bot(settings, bot, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RegisterCommands(args) => {
+            let bot = args.bot.validate()?;
+            let count = bot::register_commands(&bot).await?;
+            match bot.dev_guild_id {
+                Some(guild) => println!("registered {count} commands to server {guild}"),
+                None => println!(
+                    "registered {count} commands globally (Discord may take up to an hour to show them)"
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve => serve(settings).await,
         Command::Check => Ok(check(settings).await),
         Command::Upload(args) => upload(settings, args).await,
     }
+}
+
+/// The bot and the HTTP server together until `shutdown` resolves: then the bot stops taking
+/// commands and lets uploads in flight finish, the HTTP server stops, and the database closes.
+pub async fn run_bot(
+    settings: Settings,
+    bot_settings: BotSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = settings.http_addr;
+    let app = App::build(settings).await?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(http::serve(
+        app.clone(),
+        addr,
+        |bound| tracing::info!(%bound, "HTTP server listening"),
+        async {
+            let _ = http_stopped.await;
+        },
+    ));
+    let result = bot::run(app.clone(), bot_settings, shutdown).await;
+    let _ = stop_http.send(());
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = %err, "the HTTP server failed (HTTP_ADDR)"),
+        Err(err) => tracing::error!(error = %err, "the HTTP server task failed"),
+    }
+    app.shutdown().await;
+    result?;
+    tracing::info!("stopped cleanly");
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {

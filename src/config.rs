@@ -151,6 +151,105 @@ pub struct R2Config {
     pub r2_endpoint: Option<String>,
 }
 
+/// Settings only the Discord bot needs (`run` and `register-commands`).
+#[derive(Debug, Clone, Args)]
+pub struct BotConfig {
+    /// Bot token from the Discord Developer Portal (Bot → Reset Token).
+    #[arg(long, env = "DISCORD_TOKEN", hide_env_values = true)]
+    pub discord_token: Option<Secret>,
+
+    /// Send Discord REST calls (and the gateway lookup) to this base URL instead of
+    /// discord.com: an HTTP rate-limit proxy, or the simulated Discord in tests.
+    #[arg(long, env = "DISCORD_API_BASE")]
+    pub discord_api_base: Option<String>,
+
+    /// Register commands to this one server (instant) instead of globally (up to an hour).
+    #[arg(long, env = "DEV_GUILD_ID")]
+    pub dev_guild_id: Option<u64>,
+
+    /// Comma-separated Discord user ids allowed to use /admin commands, besides members with
+    /// Manage Server.
+    #[arg(long, env = "ADMIN_USER_IDS", value_delimiter = ',')]
+    pub admin_user_ids: Vec<u64>,
+
+    /// Let /register without an image ask the player to post one in the channel. Needs the
+    /// privileged Message Content intent enabled in the Developer Portal.
+    #[arg(long, env = "REGISTRATION_MESSAGE_STEP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub registration_message_step: bool,
+
+    /// Seconds a player has to post their image after /register.
+    #[arg(long, env = "REGISTRATION_TIMEOUT_SECS", default_value_t = 120)]
+    pub registration_timeout_secs: u64,
+
+    /// Most characters one player may have in one server.
+    #[arg(long, env = "MAX_CHARACTERS_PER_PLAYER", default_value_t = 10)]
+    pub max_characters_per_player: u64,
+
+    /// Most portrait uploads one player may make in one server per 10 minutes.
+    #[arg(long, env = "UPLOADS_PER_10_MINUTES", default_value_t = 5)]
+    pub uploads_per_10_minutes: u32,
+
+    /// Seconds in-flight uploads get to finish after SIGTERM before the bot exits anyway.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+/// The validated bot settings.
+#[derive(Debug, Clone)]
+pub struct BotSettings {
+    pub token: Secret,
+    pub api_base: Option<String>,
+    pub dev_guild_id: Option<u64>,
+    pub admin_user_ids: Vec<u64>,
+    pub registration_message_step: bool,
+    pub registration_timeout: Duration,
+    pub max_characters_per_player: u64,
+    pub uploads_per_10_minutes: u32,
+    pub shutdown_grace: Duration,
+}
+
+impl BotConfig {
+    pub fn validate(&self) -> Result<BotSettings, ConfigError> {
+        let mut problems = Vec::new();
+        let token = match &self.discord_token {
+            Some(token) if !token.is_empty() => Some(token.clone()),
+            _ => {
+                problems.push(
+                    "DISCORD_TOKEN is required: copy it from the Discord Developer Portal (your application → Bot → Reset Token)"
+                        .to_owned(),
+                );
+                None
+            }
+        };
+        if let Some(base) = &self.discord_api_base {
+            check_http_url("DISCORD_API_BASE", base, &mut problems);
+        }
+        if self.registration_timeout_secs == 0 {
+            problems.push("REGISTRATION_TIMEOUT_SECS must be at least 1".into());
+        }
+        if self.uploads_per_10_minutes == 0 {
+            problems.push("UPLOADS_PER_10_MINUTES must be at least 1".into());
+        }
+        match token {
+            Some(token) if problems.is_empty() => Ok(BotSettings {
+                token,
+                api_base: self
+                    .discord_api_base
+                    .as_ref()
+                    .map(|base| base.trim_end_matches('/').to_owned()),
+                dev_guild_id: self.dev_guild_id,
+                admin_user_ids: self.admin_user_ids.clone(),
+                registration_message_step: self.registration_message_step,
+                registration_timeout: Duration::from_secs(self.registration_timeout_secs),
+                max_characters_per_player: self.max_characters_per_player,
+                uploads_per_10_minutes: self.uploads_per_10_minutes,
+                shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            }),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+}
+
 /// `dev` or `prod`: keeps a test deployment's objects apart from the real ones in one bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AppEnv {

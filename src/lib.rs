@@ -4,6 +4,7 @@
 //! `fetch`). Shared state is one [`app::App`] built from [`config::Config`].
 
 pub mod app;
+pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -5,6 +5,12 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::support::bot::ANSWER;
+use crate::support::cdn::TestCdn;
+use crate::support::discord::{
+    is_callback, is_followup, slash_command, Attachment, TestDiscord, BOT_TOKEN, GUILD_ID,
+    PLAYER_USER,
+};
 use crate::support::images;
 use crate::support::s3::{self, TestS3};
 
@@ -33,10 +39,23 @@ const CONFIG_VARIABLES: &[&str] = &[
     "FETCH_TIMEOUT_SECS",
 ];
 
-fn portrait_bot(dir: &Path) -> Command {
+/// The bot's own variables, documented by `portrait-bot run --help`.
+const BOT_VARIABLES: &[&str] = &[
+    "DISCORD_TOKEN",
+    "DISCORD_API_BASE",
+    "DEV_GUILD_ID",
+    "ADMIN_USER_IDS",
+    "REGISTRATION_MESSAGE_STEP",
+    "REGISTRATION_TIMEOUT_SECS",
+    "MAX_CHARACTERS_PER_PLAYER",
+    "UPLOADS_PER_10_MINUTES",
+    "SHUTDOWN_GRACE_SECS",
+];
+
+pub fn portrait_bot(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_portrait-bot"));
     command.current_dir(dir).env("RUST_LOG", "warn");
-    for variable in CONFIG_VARIABLES {
+    for variable in CONFIG_VARIABLES.iter().chain(BOT_VARIABLES) {
         command.env_remove(variable);
     }
     command
@@ -49,7 +68,7 @@ fn run(command: &mut Command) -> (Output, String, String) {
     (output, stdout, stderr)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -296,20 +315,145 @@ fn partial_r2_settings_stop_startup_naming_the_missing_variables() {
     assert!(!stderr.contains("shh-very-secret") && !stdout.contains("shh-very-secret"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_on_sigterm_finishes_the_upload_in_flight_records_it_and_exits_zero() {
+    let discord = TestDiscord::start().await;
+    discord.add_guild(GUILD_ID);
+    let s3 = TestS3::start().await;
+    let cdn = TestCdn::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = portrait_bot(dir.path())
+        .env("DISCORD_TOKEN", BOT_TOKEN)
+        .env("DISCORD_API_BASE", discord.api_base())
+        .env("DEV_GUILD_ID", GUILD_ID.to_string())
+        .env("R2_ENDPOINT", s3.endpoint())
+        .env("R2_ACCESS_KEY_ID", s3::ACCESS_KEY)
+        .env("R2_SECRET_ACCESS_KEY", s3::SECRET_KEY)
+        .env("R2_BUCKET_NAME", s3::BUCKET)
+        .env("R2_PUBLIC_URL", s3::PUBLIC_URL)
+        .env("CDN_ALLOWED_ORIGINS", cdn.origin())
+        .env("HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("portrait-bot run starts");
+    discord.wait_ready(1).await;
+    discord
+        .wait_for_rest("command registration", |c| c.method == "PUT", ANSWER)
+        .await;
+
+    let png = images::png(26, 26);
+    let url = cdn.host_slowly(
+        "/attachments/7/7/slow.png",
+        png.clone(),
+        "image/png",
+        Duration::from_secs(2),
+    );
+    let image = Attachment::new("slow.png", &url, png.len() as u64);
+    let interaction = slash_command("register")
+        .option_str("name", "Mira")
+        .option_attachment("portrait", &image)
+        .build();
+    discord.send_interaction(interaction.clone()).await;
+    discord
+        .wait_for_rest("the defer", is_callback(&interaction), ANSWER)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !discord
+            .rest_calls()
+            .iter()
+            .any(|c| is_followup(&interaction)(c)),
+        "the upload is still in flight when SIGTERM arrives"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &bot.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || bot.wait_with_output())
+        .await
+        .unwrap()
+        .expect("the bot exits");
+    let stderr = String::from_utf8_lossy(&exit.stderr);
+    assert!(
+        exit.status.success(),
+        "exit 0 after a graceful stop: {:?}\n{stderr}",
+        exit.status
+    );
+    assert!(
+        !stderr.contains(BOT_TOKEN),
+        "the token never appears in logs"
+    );
+
+    let reply = discord
+        .wait_for_rest("the reply", is_followup(&interaction), ANSWER)
+        .await;
+    let shown = reply.body()["embeds"][0]["image"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let keys: Vec<String> = s3
+        .store()
+        .list_prefix("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys.len(), 1, "the upload completed");
+    assert_eq!(shown, s3.store().public_url(&keys[0]));
+    let db_url = format!(
+        "sqlite://{}",
+        dir.path().join("data/portraits.db").display()
+    );
+    let db = portrait_bot::db::Db::connect(&db_url, &db_url)
+        .await
+        .unwrap();
+    let mira = db
+        .find_character(GUILD_ID, PLAYER_USER.id, "Mira")
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert_eq!(mira.portrait_url.as_deref(), Some(shown.as_str()));
+}
+
 #[test]
 fn help_documents_every_environment_variable_without_showing_secret_values() {
     let dir = tempfile::tempdir().unwrap();
-    let (output, stdout, _) = run(portrait_bot(dir.path())
-        .env("R2_SECRET_ACCESS_KEY", "shh-very-secret")
-        .arg("--help"));
-    assert!(output.status.success());
-    // clap wraps long lines, sometimes inside `[env: NAME]`.
-    let stdout = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
-    for variable in CONFIG_VARIABLES {
+    for (args, variables) in [
+        (&["--help"][..], CONFIG_VARIABLES),
+        (&["run", "--help"], BOT_VARIABLES),
+    ] {
+        let (output, stdout, _) = run(portrait_bot(dir.path())
+            .env("R2_SECRET_ACCESS_KEY", "shh-very-secret")
+            .env("DISCORD_TOKEN", "shh-bot-token")
+            .args(args));
+        assert!(output.status.success());
+        // clap wraps long lines, sometimes inside `[env: NAME]`.
+        let stdout = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+        for variable in variables {
+            assert!(
+                stdout.contains(&format!("[env: {variable}")),
+                "{args:?} lacks {variable}:\n{stdout}"
+            );
+        }
         assert!(
-            stdout.contains(&format!("[env: {variable}")),
-            "--help lacks {variable}:\n{stdout}"
+            !stdout.contains("shh-very-secret") && !stdout.contains("shh-bot-token"),
+            "{stdout}"
         );
     }
-    assert!(!stdout.contains("shh-very-secret"), "{stdout}");
+}
+
+#[test]
+fn run_without_a_token_says_where_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, _, stderr) = run(portrait_bot(dir.path()).arg("run"));
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("DISCORD_TOKEN is required") && stderr.contains("Developer Portal"),
+        "{stderr}"
+    );
 }

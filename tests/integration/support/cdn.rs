@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -18,7 +18,11 @@ pub const GONE_BODY: &str = "This content is no longer available.";
 
 #[derive(Clone)]
 enum Served {
-    File { bytes: Bytes, content_type: String },
+    File {
+        bytes: Bytes,
+        content_type: String,
+        delay: Duration,
+    },
     Gone,
 }
 
@@ -69,11 +73,23 @@ impl TestCdn {
     /// Serves `bytes` at `path` (e.g. `/attachments/1/2/aria.png`) with a declared
     /// Content-Type that need not be true; returns a signed-looking URL to it.
     pub fn host(&self, path: &str, bytes: impl Into<Bytes>, content_type: &str) -> String {
+        self.host_slowly(path, bytes, content_type, Duration::ZERO)
+    }
+
+    /// Like [`TestCdn::host`], but each response starts only after `delay`.
+    pub fn host_slowly(
+        &self,
+        path: &str,
+        bytes: impl Into<Bytes>,
+        content_type: &str,
+        delay: Duration,
+    ) -> String {
         self.state.lock().unwrap().files.insert(
             path.to_owned(),
             Served::File {
                 bytes: bytes.into(),
                 content_type: content_type.to_owned(),
+                delay,
             },
         );
         format!(
@@ -118,7 +134,11 @@ async fn serve(State(state): State<Arc<Mutex<CdnState>>>, request: Request) -> R
         Some(Served::File {
             bytes,
             content_type,
-        }) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+            delay,
+        }) => {
+            tokio::time::sleep(delay).await;
+            ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
+        }
         Some(Served::Gone) | None => (
             StatusCode::NOT_FOUND,
             [(header::CONTENT_TYPE, "text/plain")],

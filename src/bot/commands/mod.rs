@@ -1,0 +1,87 @@
+//! Slash commands, one file per group. Doc comments here are what players see in Discord.
+
+mod admin;
+mod character;
+mod portrait;
+mod register;
+
+use super::{BotError, Context, Data};
+use crate::db::Character;
+
+/// Longest character name, in characters.
+const MAX_NAME_CHARS: usize = 64;
+
+pub fn all() -> Vec<poise::Command<Data, BotError>> {
+    vec![
+        register::register(),
+        portrait::portrait(),
+        character::character(),
+        admin::admin(),
+    ]
+}
+
+fn guild_id(ctx: Context<'_>) -> Result<u64, BotError> {
+    ctx.guild_id()
+        .map(|id| id.get())
+        .ok_or_else(|| BotError::player("Use this command in a server, not in DMs."))
+}
+
+/// A character of `owner` in this server, or a reply telling the player what exists.
+async fn find_character(ctx: Context<'_>, owner: u64, name: &str) -> Result<Character, BotError> {
+    let guild = guild_id(ctx)?;
+    match ctx.data().app.db.find_character(guild, owner, name).await? {
+        Some(character) => Ok(character),
+        None if owner == ctx.author().id.get() => Err(BotError::player(format!(
+            "You have no character named `{}` here. `/character list` shows yours.",
+            name.trim()
+        ))),
+        None => Err(BotError::player(format!(
+            "<@{owner}> has no character named `{}` here.",
+            name.trim()
+        ))),
+    }
+}
+
+/// Suggests the caller's own characters whose names contain what they typed.
+async fn autocomplete_own_character(ctx: Context<'_>, partial: &str) -> Vec<String> {
+    let Some(guild) = ctx.guild_id() else {
+        return Vec::new();
+    };
+    let partial = partial.trim().to_lowercase();
+    match ctx
+        .data()
+        .app
+        .db
+        .list_characters(guild.get(), ctx.author().id.get())
+        .await
+    {
+        Ok(characters) => characters
+            .into_iter()
+            .map(|c| c.name)
+            .filter(|name| name.to_lowercase().contains(&partial))
+            .take(25)
+            .collect(),
+        Err(err) => {
+            tracing::warn!(error = %err, "autocomplete could not list characters");
+            Vec::new()
+        }
+    }
+}
+
+fn validate_name(name: &str) -> Result<&str, BotError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(BotError::player("A character needs a name."));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(BotError::player(format!(
+            "Character names can be at most {MAX_NAME_CHARS} characters."
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(BotError::player(
+            "Character names can't contain line breaks or control characters.",
+        ));
+    }
+    Ok(name)
+}

@@ -1,0 +1,88 @@
+//! `/portrait set|show|reset`.
+
+use poise::serenity_prelude as serenity;
+use poise::CreateReply;
+
+use super::{autocomplete_own_character, find_character};
+use crate::bot::upload::{self, AttachmentLink};
+use crate::bot::{embeds, BotError, Context};
+use crate::portrait::PortraitSource;
+
+/// Change, show or reset a character's portrait.
+#[poise::command(
+    slash_command,
+    guild_only,
+    subcommands("set", "show", "reset"),
+    subcommand_required
+)]
+pub async fn portrait(_ctx: Context<'_>) -> Result<(), BotError> {
+    Ok(())
+}
+
+/// Give one of your characters a new portrait.
+#[poise::command(slash_command, guild_only)]
+async fn set(
+    ctx: Context<'_>,
+    #[description = "Which of your characters"]
+    #[autocomplete = "autocomplete_own_character"]
+    character: String,
+    #[description = "The new portrait: PNG, JPEG, GIF or WebP"] image: serenity::Attachment,
+) -> Result<(), BotError> {
+    ctx.defer_ephemeral().await?;
+    let character = find_character(ctx, ctx.author().id.get(), &character).await?;
+    let link = AttachmentLink {
+        url: image.url.clone(),
+        size: u64::from(image.size),
+    };
+    let reply = upload::set_portrait(ctx, &character, link, PortraitSource::SlashCommand).await?;
+    ctx.send(reply).await?;
+    Ok(())
+}
+
+/// Show a character's portrait to the channel.
+#[poise::command(slash_command, guild_only)]
+async fn show(
+    ctx: Context<'_>,
+    #[description = "The character's name"]
+    #[autocomplete = "autocomplete_own_character"]
+    character: String,
+    #[description = "Whose character (yours if left out)"] player: Option<serenity::User>,
+) -> Result<(), BotError> {
+    let owner = player.as_ref().unwrap_or(ctx.author()).id.get();
+    let character = find_character(ctx, owner, &character).await?;
+    let shown = ctx.data().app.portraits.shown_url(&character);
+    ctx.send(CreateReply::default().embed(embeds::character(&character, &shown)))
+        .await?;
+    Ok(())
+}
+
+/// Put one of your characters back on the default portrait.
+#[poise::command(slash_command, guild_only)]
+async fn reset(
+    ctx: Context<'_>,
+    #[description = "Which of your characters"]
+    #[autocomplete = "autocomplete_own_character"]
+    character: String,
+) -> Result<(), BotError> {
+    ctx.defer_ephemeral().await?;
+    let character = find_character(ctx, ctx.author().id.get(), &character).await?;
+    let portraits = &ctx.data().app.portraits;
+    let character = portraits
+        .reset_portrait(character.id)
+        .await?
+        .ok_or_else(|| BotError::player("That character was just deleted."))?;
+    ctx.send(
+        CreateReply::default()
+            .content(format!(
+                "**{}** is back on the default portrait.",
+                character.name
+            ))
+            .embed(embeds::character(
+                &character,
+                &portraits.shown_url(&character),
+            ))
+            .ephemeral(true),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! `/register`: create a character, with a portrait from an attachment or a posted message.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use poise::serenity_prelude as serenity;
+use poise::CreateReply;
+
+use super::{guild_id, validate_name};
+use crate::bot::upload::{self, AttachmentLink};
+use crate::bot::{embeds, BotError, Context};
+use crate::db::{Character, DbError, NewCharacter};
+use crate::portrait::PortraitSource;
+use crate::units::human_duration;
+
+/// Create a new character. Attach a portrait, or post one when asked.
+#[poise::command(slash_command, guild_only)]
+pub async fn register(
+    ctx: Context<'_>,
+    #[description = "Your character's name"]
+    #[max_length = 64]
+    name: String,
+    #[description = "Class or role, e.g. Ranger"]
+    #[max_length = 64]
+    class: Option<String>,
+    #[description = "A short biography"]
+    #[max_length = 1000]
+    bio: Option<String>,
+    #[description = "Portrait image: PNG, JPEG, GIF or WebP"] portrait: Option<
+        serenity::Attachment,
+    >,
+) -> Result<(), BotError> {
+    // Answer Discord within its 3 seconds, before any download.
+    ctx.defer_ephemeral().await?;
+    let data = ctx.data();
+    let guild = guild_id(ctx)?;
+    let owner = ctx.author().id.get();
+    let name = validate_name(&name)?;
+
+    let existing = data.app.db.count_characters(guild, owner).await?;
+    if existing >= data.settings.max_characters_per_player {
+        return Err(BotError::player(format!(
+            "You already have {existing} characters here, the most allowed. \
+             Delete one with `/character delete` first."
+        )));
+    }
+    let character = match data
+        .app
+        .db
+        .create_character(&NewCharacter {
+            guild_id: guild,
+            owner_id: owner,
+            name,
+            class: class.as_deref().map(str::trim).filter(|c| !c.is_empty()),
+            bio: bio.as_deref().map(str::trim).filter(|b| !b.is_empty()),
+        })
+        .await
+    {
+        Ok(character) => character,
+        Err(DbError::CharacterExists { name }) => {
+            return Err(BotError::player(format!(
+                "You already have a character named `{name}` here. \
+                 Use `/portrait set` to change its portrait."
+            )))
+        }
+        Err(err) => return Err(err.into()),
+    };
+
+    if let Some(attachment) = portrait {
+        let link = AttachmentLink {
+            url: attachment.url.clone(),
+            size: u64::from(attachment.size),
+        };
+        return match upload::set_portrait(ctx, &character, link, PortraitSource::SlashCommand).await
+        {
+            Ok(reply) => {
+                ctx.send(reply).await?;
+                Ok(())
+            }
+            Err(err) => {
+                // A refused image registers nothing: the player fixes the file and runs
+                // /register again, with no half-made character in the way.
+                data.app.db.delete_character(character.id).await?;
+                Err(err)
+            }
+        };
+    }
+
+    if !data.settings.registration_message_step {
+        ctx.send(registered_reply(ctx, &character, None)).await?;
+        return Ok(());
+    }
+    ask_for_image(ctx, character).await
+}
+
+/// Asks the player to post their image, and reads it from the first message of theirs that
+/// has an attachment (or says `skip`), here or in a DM.
+async fn ask_for_image(ctx: Context<'_>, character: Character) -> Result<(), BotError> {
+    let timeout = ctx.data().settings.registration_timeout;
+    // Listen before prompting, so an image posted the instant the prompt appears is not missed.
+    let mut replies = image_replies(ctx, timeout);
+    ctx.send(
+        CreateReply::default()
+            .content(format!(
+                "**{}** is registered! Now post the portrait image in this channel (or in a DM \
+                 to me) within {}, or reply `skip` to keep the default portrait.",
+                character.name,
+                human_duration(timeout)
+            ))
+            .ephemeral(true),
+    )
+    .await?;
+
+    let Some(message) = replies.next().await else {
+        let note = format!(
+            "No image arrived within {}, so **{}** keeps the default portrait. \
+             Use `/portrait set` any time.",
+            human_duration(timeout),
+            character.name
+        );
+        ctx.send(registered_reply(ctx, &character, Some(note)))
+            .await?;
+        return Ok(());
+    };
+    let Some(attachment) = message.attachments.first() else {
+        ctx.send(registered_reply(
+            ctx,
+            &character,
+            Some(format!(
+                "**{}** keeps the default portrait.",
+                character.name
+            )),
+        ))
+        .await?;
+        return Ok(());
+    };
+
+    let link = AttachmentLink {
+        url: attachment.url.clone(),
+        size: u64::from(attachment.size),
+    };
+    match upload::set_portrait(ctx, &character, link, PortraitSource::RegistrationMessage).await {
+        Ok(reply) => {
+            ctx.send(reply).await?;
+        }
+        Err(BotError::Player(problem)) => {
+            let note = format!(
+                "{problem}\n**{}** is registered with the default portrait; \
+                 use `/portrait set` to try another image.",
+                character.name
+            );
+            ctx.send(registered_reply(ctx, &character, Some(note)))
+                .await?;
+        }
+        Err(err) => return Err(err),
+    }
+    Ok(())
+}
+
+/// The caller's messages in this channel (or a DM) that carry an attachment or say `skip`,
+/// until the timeout; other users' messages and chatter are ignored.
+fn image_replies(
+    ctx: Context<'_>,
+    timeout: Duration,
+) -> impl futures::Stream<Item = serenity::Message> + Unpin {
+    let channel = ctx.channel_id();
+    serenity::MessageCollector::new(ctx.serenity_context())
+        .author_id(ctx.author().id)
+        .timeout(timeout)
+        .filter(move |message| {
+            (message.channel_id == channel || message.guild_id.is_none())
+                && (!message.attachments.is_empty()
+                    || message.content.trim().eq_ignore_ascii_case("skip"))
+        })
+        .stream()
+}
+
+fn registered_reply(ctx: Context<'_>, character: &Character, note: Option<String>) -> CreateReply {
+    let shown = ctx.data().app.portraits.shown_url(character);
+    CreateReply::default()
+        .content(note.unwrap_or_else(|| {
+            format!(
+                "**{}** is registered with the default portrait. Use `/portrait set` to add one.",
+                character.name
+            )
+        }))
+        .embed(embeds::character(character, &shown))
+        .ephemeral(true)
+}

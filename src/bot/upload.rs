@@ -1,0 +1,75 @@
+//! The one way the bot turns a Discord attachment into a character's portrait.
+
+use poise::CreateReply;
+
+use super::{embeds, BotError, Context};
+use crate::db::Character;
+use crate::portrait::{IngestRequest, PortraitOutcome, PortraitSource, Upload};
+use crate::units::human_duration;
+
+/// An attachment as Discord described it: where to download it and its declared size.
+#[derive(Debug, Clone)]
+pub struct AttachmentLink {
+    pub url: String,
+    pub size: u64,
+}
+
+/// Applies the per-player limit, runs the shared pipeline, and builds the private reply: the
+/// character card with the new portrait, or with a visible warning when storage failed.
+/// A file the player must fix comes back as [`BotError::Player`] and changes nothing.
+pub async fn set_portrait(
+    ctx: Context<'_>,
+    character: &Character,
+    attachment: AttachmentLink,
+    source: PortraitSource,
+) -> Result<CreateReply, BotError> {
+    let data = ctx.data();
+    let uploader = ctx.author().id.get();
+    if let Err(wait) = data.limiter.try_acquire(character.guild_id, uploader) {
+        return Err(BotError::player(format!(
+            "You have reached the limit of {} portrait uploads per 10 minutes. \
+             Please try again in {}.",
+            data.settings.uploads_per_10_minutes,
+            human_duration(wait)
+        )));
+    }
+    let Some(_in_flight) = data.lifecycle.begin() else {
+        return Err(BotError::player(
+            "The bot is restarting. Please try again in a minute.",
+        ));
+    };
+
+    let request = IngestRequest {
+        character,
+        uploader_id: uploader,
+        source,
+        legacy_url: None,
+    };
+    let upload = Upload::Url {
+        url: attachment.url,
+        declared_size: Some(attachment.size),
+    };
+    let reply = match data
+        .app
+        .portraits
+        .ingest_or_default(upload, &request)
+        .await?
+    {
+        PortraitOutcome::Stored(stored) => CreateReply::default()
+            .content(format!("Portrait saved for **{}**.", stored.character.name))
+            .embed(embeds::character(
+                &stored.character,
+                &stored.record.public_url,
+            )),
+        PortraitOutcome::Fallback {
+            character,
+            shown_url,
+            kept_existing,
+            reason,
+            ..
+        } => CreateReply::default()
+            .content(embeds::fallback_warning(&reason, kept_existing))
+            .embed(embeds::character(&character, &shown_url)),
+    };
+    Ok(reply.ephemeral(true))
+}
