@@ -14,10 +14,8 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::config::{DEFAULT_PORTRAIT_PATH, LOCAL_OBJECTS_PATH};
+use crate::portrait::DEFAULT_PORTRAIT_PNG;
 use crate::storage::{StorageError, Store, CACHE_CONTROL};
-
-/// The placeholder shown when a character has no portrait of its own.
-pub const DEFAULT_PORTRAIT_PNG: &[u8] = include_bytes!("../assets/default-portrait.png");
 
 /// How long `/healthz` waits for each dependency before calling it down.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(3);

@@ -1,14 +1,35 @@
 //! What characters look like in Discord.
 
 use poise::serenity_prelude as serenity;
+use poise::CreateReply;
 
+use super::Context;
 use crate::db::Character;
 
 /// Discord's limit for an embed description.
 const MAX_DESCRIPTION: usize = 4096;
 
+/// A reply showing the character card. The portrait is linked, or attached when its URL is
+/// one Discord's servers cannot fetch (the laptop defaults serve it from localhost).
+pub async fn card(ctx: Context<'_>, character: &Character) -> CreateReply {
+    let portraits = &ctx.data().app.portraits;
+    match portraits.inline_image(character).await {
+        Some(image) => CreateReply::default()
+            .embed(character_embed(
+                character,
+                &format!("attachment://{}", image.filename),
+            ))
+            .attachment(serenity::CreateAttachment::bytes(
+                image.bytes.to_vec(),
+                image.filename,
+            )),
+        None => CreateReply::default()
+            .embed(character_embed(character, &portraits.shown_url(character))),
+    }
+}
+
 /// A character card: name, class, bio, owner, and the portrait as the embed image.
-pub fn character(character: &Character, portrait_url: &str) -> serenity::CreateEmbed {
+fn character_embed(character: &Character, portrait_url: &str) -> serenity::CreateEmbed {
     let mut embed = serenity::CreateEmbed::new()
         .title(&character.name)
         .image(portrait_url)

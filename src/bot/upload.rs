@@ -55,21 +55,17 @@ pub async fn set_portrait(
         .ingest_or_default(upload, &request)
         .await?
     {
-        PortraitOutcome::Stored(stored) => CreateReply::default()
-            .content(format!("Portrait saved for **{}**.", stored.character.name))
-            .embed(embeds::character(
-                &stored.character,
-                &stored.record.public_url,
-            )),
+        PortraitOutcome::Stored(stored) => embeds::card(ctx, &stored.character)
+            .await
+            .content(format!("Portrait saved for **{}**.", stored.character.name)),
         PortraitOutcome::Fallback {
             character,
-            shown_url,
             kept_existing,
             reason,
             ..
-        } => CreateReply::default()
-            .content(embeds::fallback_warning(&reason, kept_existing))
-            .embed(embeds::character(&character, &shown_url)),
+        } => embeds::card(ctx, &character)
+            .await
+            .content(embeds::fallback_warning(&reason, kept_existing)),
     };
     Ok(reply.ephemeral(true))
 }

@@ -6,6 +6,9 @@ pub mod sanitize;
 mod service;
 
 pub use service::{
-    IngestError, IngestRequest, PortraitOutcome, PortraitService, PortraitServiceSettings,
-    PortraitSource, StoredPortrait, Upload,
+    IngestError, IngestRequest, InlineImage, PortraitOutcome, PortraitService,
+    PortraitServiceSettings, PortraitSource, StoredPortrait, Upload,
 };
+
+/// The placeholder shown when a character has no portrait of its own.
+pub const DEFAULT_PORTRAIT_PNG: &[u8] = include_bytes!("../../assets/default-portrait.png");

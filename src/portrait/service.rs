@@ -152,6 +152,14 @@ impl IngestError {
     }
 }
 
+/// A portrait to attach to a message instead of linking it, because Discord could not fetch
+/// its URL (a loopback host, as on the laptop defaults).
+#[derive(Debug, Clone)]
+pub struct InlineImage {
+    pub filename: String,
+    pub bytes: Bytes,
+}
+
 /// The result of [`PortraitService::ingest_or_default`].
 #[derive(Debug, Clone)]
 pub enum PortraitOutcome {
@@ -225,6 +233,42 @@ impl PortraitService {
             .portrait_url
             .clone()
             .unwrap_or_else(|| self.settings.default_portrait_url.clone())
+    }
+
+    /// The image itself, when the character's portrait URL is on a loopback host that
+    /// Discord's servers cannot reach; `None` when the URL works as a link (or the bytes
+    /// cannot be read, in which case the link is the best we can do).
+    pub async fn inline_image(&self, character: &Character) -> Option<InlineImage> {
+        if !is_loopback_url(&self.shown_url(character)) {
+            return None;
+        }
+        let Some(portrait_id) = character.portrait_id else {
+            return character.portrait_url.is_none().then(|| InlineImage {
+                filename: "default-portrait.png".to_owned(),
+                bytes: Bytes::from_static(super::DEFAULT_PORTRAIT_PNG),
+            });
+        };
+        let record = match self.db.portrait_by_id(portrait_id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return None,
+            Err(err) => {
+                tracing::warn!(portrait_id, error = %err, "could not look up a portrait to attach");
+                return None;
+            }
+        };
+        match self.store.get(&record.storage_key).await {
+            Ok(object) => Some(InlineImage {
+                filename: format!(
+                    "portrait.{}",
+                    record.storage_key.rsplit('.').next().unwrap_or("png")
+                ),
+                bytes: object.bytes,
+            }),
+            Err(err) => {
+                tracing::warn!(key = %record.storage_key, error = %err, "could not read a portrait to attach");
+                None
+            }
+        }
     }
 
     /// Runs the whole pipeline and makes the result the character's portrait. Any error
@@ -508,5 +552,37 @@ impl PortraitService {
             .ingest_stage_seconds
             .with_label_values(&[stage])
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `[::1]`: addresses only this machine can open.
+fn is_loopback_url(url: &str) -> bool {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_urls_on_this_machine_count_as_loopback() {
+        assert!(is_loopback_url("http://localhost:9091/objects/a.png"));
+        assert!(is_loopback_url(
+            "http://127.0.0.1:9091/default-portrait.png"
+        ));
+        assert!(is_loopback_url("http://[::1]:9091/x"));
+        assert!(!is_loopback_url("https://portraits.example.com/dev/a.png"));
+        assert!(!is_loopback_url(
+            "https://cdn.discordapp.com/attachments/1/2/a.png"
+        ));
+        assert!(!is_loopback_url("not a url"));
     }
 }

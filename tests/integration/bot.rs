@@ -446,3 +446,41 @@ async fn without_the_message_step_the_bot_asks_for_no_privileged_intent() {
     assert!(content(&reply).contains("default portrait"), "{reply}");
     assert_eq!(embed_image(&reply), Some(DEFAULT_URL));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_local_folder_the_portrait_is_attached_because_discord_cannot_fetch_localhost() {
+    let options = BotOptions {
+        local_storage: true,
+        ..BotOptions::default()
+    };
+    let bot = TestBot::start_with(TestDb::sqlite().await, options).await;
+    let png = images::png(27, 27);
+    let image = bot.attachment("nox.png", &png, "image/png");
+    let interaction = register("Nox")
+        .option_attachment("portrait", &image)
+        .build();
+    bot.discord.send_interaction(interaction.clone()).await;
+    let reply = bot
+        .discord
+        .wait_for_rest("the reply", discord::is_followup(&interaction), ANSWER)
+        .await;
+    assert_eq!(
+        embed_image(reply.body()),
+        Some("attachment://portrait.png"),
+        "{:?}",
+        reply.json
+    );
+    assert_eq!(reply.files.len(), 1);
+    assert_eq!(reply.files[0].0, "portrait.png");
+    assert_eq!(reply.files[0].1, png, "the stored image itself is attached");
+    let url = bot
+        .character(PLAYER, "Nox")
+        .await
+        .unwrap()
+        .portrait_url
+        .unwrap();
+    assert!(
+        url.starts_with("http://localhost:9091/objects/dev/portraits/"),
+        "{url}"
+    );
+}

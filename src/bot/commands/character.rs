@@ -72,9 +72,7 @@ async fn show(
 ) -> Result<(), BotError> {
     let owner = player.as_ref().unwrap_or(ctx.author()).id.get();
     let character = find_character(ctx, owner, &name).await?;
-    let shown = ctx.data().app.portraits.shown_url(&character);
-    ctx.send(CreateReply::default().embed(embeds::character(&character, &shown)))
-        .await?;
+    ctx.send(embeds::card(ctx, &character).await).await?;
     Ok(())
 }
 

@@ -1,7 +1,6 @@
 //! `/portrait set|show|reset`.
 
 use poise::serenity_prelude as serenity;
-use poise::CreateReply;
 
 use super::{autocomplete_own_character, find_character};
 use crate::bot::upload::{self, AttachmentLink};
@@ -50,9 +49,7 @@ async fn show(
 ) -> Result<(), BotError> {
     let owner = player.as_ref().unwrap_or(ctx.author()).id.get();
     let character = find_character(ctx, owner, &character).await?;
-    let shown = ctx.data().app.portraits.shown_url(&character);
-    ctx.send(CreateReply::default().embed(embeds::character(&character, &shown)))
-        .await?;
+    ctx.send(embeds::card(ctx, &character).await).await?;
     Ok(())
 }
 
@@ -66,23 +63,20 @@ async fn reset(
 ) -> Result<(), BotError> {
     ctx.defer_ephemeral().await?;
     let character = find_character(ctx, ctx.author().id.get(), &character).await?;
-    let portraits = &ctx.data().app.portraits;
-    let character = portraits
+    let character = ctx
+        .data()
+        .app
+        .portraits
         .reset_portrait(character.id)
         .await?
         .ok_or_else(|| BotError::player("That character was just deleted."))?;
-    ctx.send(
-        CreateReply::default()
-            .content(format!(
-                "**{}** is back on the default portrait.",
-                character.name
-            ))
-            .embed(embeds::character(
-                &character,
-                &portraits.shown_url(&character),
-            ))
-            .ephemeral(true),
-    )
-    .await?;
+    let reply = embeds::card(ctx, &character)
+        .await
+        .content(format!(
+            "**{}** is back on the default portrait.",
+            character.name
+        ))
+        .ephemeral(true);
+    ctx.send(reply).await?;
     Ok(())
 }

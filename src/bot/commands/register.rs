@@ -87,7 +87,8 @@ pub async fn register(
     }
 
     if !data.settings.registration_message_step {
-        ctx.send(registered_reply(ctx, &character, None)).await?;
+        ctx.send(registered_reply(ctx, &character, None).await)
+            .await?;
         return Ok(());
     }
     ask_for_image(ctx, character).await
@@ -118,19 +119,22 @@ async fn ask_for_image(ctx: Context<'_>, character: Character) -> Result<(), Bot
             human_duration(timeout),
             character.name
         );
-        ctx.send(registered_reply(ctx, &character, Some(note)))
+        ctx.send(registered_reply(ctx, &character, Some(note)).await)
             .await?;
         return Ok(());
     };
     let Some(attachment) = message.attachments.first() else {
-        ctx.send(registered_reply(
-            ctx,
-            &character,
-            Some(format!(
-                "**{}** keeps the default portrait.",
-                character.name
-            )),
-        ))
+        ctx.send(
+            registered_reply(
+                ctx,
+                &character,
+                Some(format!(
+                    "**{}** keeps the default portrait.",
+                    character.name
+                )),
+            )
+            .await,
+        )
         .await?;
         return Ok(());
     };
@@ -149,7 +153,7 @@ async fn ask_for_image(ctx: Context<'_>, character: Character) -> Result<(), Bot
                  use `/portrait set` to try another image.",
                 character.name
             );
-            ctx.send(registered_reply(ctx, &character, Some(note)))
+            ctx.send(registered_reply(ctx, &character, Some(note)).await)
                 .await?;
         }
         Err(err) => return Err(err),
@@ -175,15 +179,18 @@ fn image_replies(
         .stream()
 }
 
-fn registered_reply(ctx: Context<'_>, character: &Character, note: Option<String>) -> CreateReply {
-    let shown = ctx.data().app.portraits.shown_url(character);
-    CreateReply::default()
+async fn registered_reply(
+    ctx: Context<'_>,
+    character: &Character,
+    note: Option<String>,
+) -> CreateReply {
+    embeds::card(ctx, character)
+        .await
         .content(note.unwrap_or_else(|| {
             format!(
                 "**{}** is registered with the default portrait. Use `/portrait set` to add one.",
                 character.name
             )
         }))
-        .embed(embeds::character(character, &shown))
         .ephemeral(true)
 }

@@ -28,6 +28,8 @@ pub struct BotOptions {
     pub registration_timeout: Duration,
     pub max_characters_per_player: u64,
     pub uploads_per_10_minutes: u32,
+    /// Store in a local folder served from localhost (the laptop defaults) instead of s3s-fs.
+    pub local_storage: bool,
 }
 
 impl Default for BotOptions {
@@ -38,6 +40,7 @@ impl Default for BotOptions {
             registration_timeout: Duration::from_secs(30),
             max_characters_per_player: 10,
             uploads_per_10_minutes: 50,
+            local_storage: false,
         }
     }
 }
@@ -47,6 +50,7 @@ pub struct TestBot {
     pub s3: TestS3,
     pub cdn: TestCdn,
     pub db: TestDb,
+    local_dir: tempfile::TempDir,
     /// Held so the bot runs until the test ends (dropping it would stop the bot).
     _stop: oneshot::Sender<()>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -64,7 +68,16 @@ impl TestBot {
         discord.add_guild(GUILD_ID);
         let s3 = TestS3::start().await;
         let cdn = TestCdn::start().await;
-        let app_settings = settings(&db, StorageSettings::R2(s3.settings()), &cdn);
+        let local_dir = tempfile::tempdir().expect("temp dir");
+        let storage = if options.local_storage {
+            StorageSettings::Local {
+                root: local_dir.path().to_owned(),
+                public_base_url: "http://localhost:9091/objects".to_owned(),
+            }
+        } else {
+            StorageSettings::R2(s3.settings())
+        };
+        let app_settings = settings(&db, storage, &cdn);
         let bot_settings = bot_settings(&discord, &options);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(portrait_bot::cli::run_bot(
@@ -88,6 +101,7 @@ impl TestBot {
             s3,
             cdn,
             db,
+            local_dir,
             _stop: stop,
             task: Some(task),
         }
