@@ -6,8 +6,8 @@ use futures::StreamExt;
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
-use super::{autocomplete_own_character, find_character, guild_id};
-use crate::bot::{embeds, BotError, Context};
+use super::{autocomplete_own_character, find_character, guild_id, show_card};
+use crate::bot::{BotError, Context};
 
 /// How long the delete confirmation buttons stay active.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -70,10 +70,7 @@ async fn show(
     name: String,
     #[description = "Whose character (yours if left out)"] player: Option<serenity::User>,
 ) -> Result<(), BotError> {
-    let owner = player.as_ref().unwrap_or(ctx.author()).id.get();
-    let character = find_character(ctx, owner, &name).await?;
-    ctx.send(embeds::card(ctx, &character).await).await?;
-    Ok(())
+    show_card(ctx, &name, player.as_ref()).await
 }
 
 /// Delete one of your characters and its portrait. Asks you to confirm first.

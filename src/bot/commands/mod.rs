@@ -42,6 +42,19 @@ async fn find_character(ctx: Context<'_>, owner: u64, name: &str) -> Result<Char
     }
 }
 
+/// Shows a player's character card (the caller's when no player is given) to the channel;
+/// `/portrait show` and `/character show` are two doors to the same card.
+async fn show_card(
+    ctx: Context<'_>,
+    name: &str,
+    player: Option<&poise::serenity_prelude::User>,
+) -> Result<(), BotError> {
+    let owner = player.unwrap_or(ctx.author()).id.get();
+    let character = find_character(ctx, owner, name).await?;
+    ctx.send(super::embeds::card(ctx, &character).await).await?;
+    Ok(())
+}
+
 /// Suggests the caller's own characters whose names contain what they typed.
 async fn autocomplete_own_character(ctx: Context<'_>, partial: &str) -> Vec<String> {
     let Some(guild) = ctx.guild_id() else {

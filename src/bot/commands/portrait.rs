@@ -2,7 +2,7 @@
 
 use poise::serenity_prelude as serenity;
 
-use super::{autocomplete_own_character, find_character};
+use super::{autocomplete_own_character, find_character, show_card};
 use crate::bot::upload::{self, AttachmentLink};
 use crate::bot::{embeds, BotError, Context};
 use crate::portrait::PortraitSource;
@@ -47,10 +47,7 @@ async fn show(
     character: String,
     #[description = "Whose character (yours if left out)"] player: Option<serenity::User>,
 ) -> Result<(), BotError> {
-    let owner = player.as_ref().unwrap_or(ctx.author()).id.get();
-    let character = find_character(ctx, owner, &character).await?;
-    ctx.send(embeds::card(ctx, &character).await).await?;
-    Ok(())
+    show_card(ctx, &character, player.as_ref()).await
 }
 
 /// Put one of your characters back on the default portrait.

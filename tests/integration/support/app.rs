@@ -60,17 +60,7 @@ impl TestApp {
 
     /// Every key in the bucket.
     pub async fn bucket_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .s3
-            .store()
-            .list_prefix("")
-            .await
-            .expect("list the bucket")
-            .into_iter()
-            .map(|object| object.key)
-            .collect();
-        keys.sort();
-        keys
+        self.s3.keys().await
     }
 
     /// The value of one metric line, e.g. `r2_uploads_total` or

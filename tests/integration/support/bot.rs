@@ -173,17 +173,7 @@ impl TestBot {
     }
 
     pub async fn bucket_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .s3
-            .store()
-            .list_prefix("")
-            .await
-            .expect("list")
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        keys.sort();
-        keys
+        self.s3.keys().await
     }
 }
 

@@ -190,6 +190,20 @@ impl TestS3 {
         }
     }
 
+    /// Every key in the bucket, sorted.
+    pub async fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .store()
+            .list_prefix("")
+            .await
+            .expect("list the bucket")
+            .into_iter()
+            .map(|object| object.key)
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// A [`Store`] over [`TestS3::settings`].
     pub fn store(&self) -> Store {
         Self::store_with(self.settings())
