@@ -308,6 +308,7 @@ fn request(character: &portrait_bot::db::Character) -> IngestRequest<'_> {
         uploader_id: 2,
         source: PortraitSource::Cli,
         legacy_url: None,
+        migration_run: None,
     }
 }
 

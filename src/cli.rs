@@ -11,9 +11,14 @@ use crate::app::App;
 use std::future::Future;
 
 use crate::bot;
-use crate::config::{BotConfig, BotSettings, Config, Settings, StorageSettings};
+use crate::config::{BotConfig, BotSettings, Config, DiscordApiConfig, Settings, StorageSettings};
 use crate::db::{Db, DbError, NewCharacter};
+use crate::discord_api::DiscordApi;
 use crate::http;
+use crate::migration::cdn::{CdnMigrator, MigrateOptions};
+use crate::migration::import::{import_file, ImportOptions};
+use crate::migration::orphans::{cleanup_orphans, parse_age};
+use crate::migration::prefix::migrate_prefix;
 use crate::portrait::{IngestRequest, PortraitSource, Upload};
 use crate::storage::Store;
 use crate::units::human_bytes;
@@ -36,6 +41,15 @@ pub enum Command {
     Run(BotArgs),
     /// Register the slash commands with Discord (globally, or to DEV_GUILD_ID) and exit.
     RegisterCommands(BotArgs),
+    /// Import characters from another bot's export (JSON or CSV); safe to run again.
+    Import(ImportArgs),
+    /// Move every portrait still on Discord's CDN into storage (or roll a run back).
+    Migrate(MigrateArgs),
+    /// Move objects stored without a `dev/` or `prod/` prefix under this environment's
+    /// prefix (copy, verify, update rows, then delete the source).
+    MigratePrefix(MigratePrefixArgs),
+    /// List stored objects no character uses any more; delete them with --execute.
+    CleanupOrphans(CleanupOrphansArgs),
     /// Run the HTTP server alone: /healthz, /metrics, the default portrait and local objects.
     Serve,
     /// Verify the configuration, the database and a write/read/delete round trip on storage.
@@ -49,6 +63,53 @@ pub enum Command {
 pub struct BotArgs {
     #[command(flatten)]
     pub bot: BotConfig,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The export: a JSON array of objects or a CSV file with a header row; columns guild_id,
+    /// owner_id, name, class, bio, portrait_url.
+    pub file: PathBuf,
+    /// Check the file and report what would change, saving nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// Report what would be migrated, changing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Migrate at most this many characters.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Downloads at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Instead of migrating, restore the old links of this run (see the run number printed
+    /// by a migration).
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["dry_run", "limit"])]
+    pub rollback: Option<i64>,
+    #[command(flatten)]
+    pub discord: DiscordApiConfig,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigratePrefixArgs {
+    /// List what would move, changing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CleanupOrphansArgs {
+    /// Delete the orphans (without it, only list them).
+    #[arg(long)]
+    pub execute: bool,
+    /// Only objects at least this old (e.g. 24h, 30m, 7d): a fresh upload may not have its
+    /// database row yet.
+    #[arg(long, default_value = "24h", value_parser = parse_age)]
+    pub older_than: std::time::Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +153,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Import(args) => import(settings, args).await,
+        Command::Migrate(args) => migrate(settings, args).await,
+        Command::MigratePrefix(args) => {
+            let app = App::build(settings).await?;
+            let result = migrate_prefix(
+                &app.db,
+                &app.store,
+                app.settings.app_env.as_str(),
+                args.dry_run,
+            )
+            .await;
+            app.shutdown().await;
+            let report = result?;
+            print!("{report}");
+            Ok(if report.is_complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::CleanupOrphans(args) => {
+            let app = App::build(settings).await?;
+            let result = cleanup_orphans(
+                &app.db,
+                &app.store,
+                app.settings.app_env.as_str(),
+                args.older_than,
+                args.execute,
+            )
+            .await;
+            app.shutdown().await;
+            let report = result?;
+            print!("{report}");
+            Ok(if report.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Serve => serve(settings).await,
         Command::Check => Ok(check(settings).await),
         Command::Upload(args) => upload(settings, args).await,
@@ -127,6 +227,83 @@ pub async fn run_bot(
     result?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+async fn import(settings: Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let db = Db::connect(
+        settings.database_url.expose(),
+        &settings.database_url.redacted(),
+    )
+    .await?;
+    let options = ImportOptions {
+        cdn_origins: settings.fetch.allowed_origins.clone(),
+        dry_run: args.dry_run,
+        ..ImportOptions::default()
+    };
+    let result = import_file(&db, &args.file, &options).await;
+    db.close().await;
+    let report = result?;
+    print!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(settings: Settings, args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let discord = match &args.discord.discord_token {
+        Some(token) if !token.is_empty() => Some(DiscordApi::new(
+            token.clone(),
+            args.discord.discord_api_base.as_deref(),
+        )?),
+        _ => {
+            eprintln!(
+                "note: DISCORD_TOKEN is not set, so expired Discord links cannot be refreshed"
+            );
+            None
+        }
+    };
+    let app = App::build(settings).await?;
+    let migrator = CdnMigrator::new(
+        app.db.clone(),
+        app.portraits.clone(),
+        discord,
+        app.settings.fetch.allowed_origins.clone(),
+    );
+    let result = migrate_with(&migrator, &args).await;
+    app.shutdown().await;
+    result
+}
+
+async fn migrate_with(migrator: &CdnMigrator, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
+    if let Some(run) = args.rollback {
+        let restored = migrator.rollback(run).await?;
+        println!("Run {run} rolled back: {restored} characters show their old link again.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{bar:40}] {pos}/{len} {msg} (ETA {eta})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    let options = MigrateOptions {
+        dry_run: args.dry_run,
+        limit: args.limit,
+        concurrency: args.concurrency.max(1),
+        started_by: "cli".to_owned(),
+    };
+    let summary = migrator
+        .run(&options, &|progress| {
+            bar.set_length(progress.total);
+            bar.set_position(progress.done);
+            bar.set_message(format!(
+                "{} migrated, {} failed",
+                progress.migrated, progress.failed
+            ));
+        })
+        .await?;
+    bar.finish_and_clear();
+    print!("{summary}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
@@ -250,6 +427,7 @@ async fn upload_with(app: &App, args: UploadArgs, bytes: Bytes) -> anyhow::Resul
         uploader_id: args.owner,
         source: PortraitSource::Cli,
         legacy_url: None,
+        migration_run: None,
     };
     match app.portraits.ingest(Upload::Bytes(bytes), &request).await {
         Ok(stored) => {

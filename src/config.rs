@@ -151,9 +151,9 @@ pub struct R2Config {
     pub r2_endpoint: Option<String>,
 }
 
-/// Settings only the Discord bot needs (`run` and `register-commands`).
+/// How to reach Discord's API: the bot and the migration (which refreshes expired links).
 #[derive(Debug, Clone, Args)]
-pub struct BotConfig {
+pub struct DiscordApiConfig {
     /// Bot token from the Discord Developer Portal (Bot → Reset Token).
     #[arg(long, env = "DISCORD_TOKEN", hide_env_values = true)]
     pub discord_token: Option<Secret>,
@@ -162,6 +162,13 @@ pub struct BotConfig {
     /// discord.com: an HTTP rate-limit proxy, or the simulated Discord in tests.
     #[arg(long, env = "DISCORD_API_BASE")]
     pub discord_api_base: Option<String>,
+}
+
+/// Settings only the Discord bot needs (`run` and `register-commands`).
+#[derive(Debug, Clone, Args)]
+pub struct BotConfig {
+    #[command(flatten)]
+    pub discord: DiscordApiConfig,
 
     /// Register commands to this one server (instant) instead of globally (up to an hour).
     #[arg(long, env = "DEV_GUILD_ID")]
@@ -211,7 +218,7 @@ pub struct BotSettings {
 impl BotConfig {
     pub fn validate(&self) -> Result<BotSettings, ConfigError> {
         let mut problems = Vec::new();
-        let token = match &self.discord_token {
+        let token = match &self.discord.discord_token {
             Some(token) if !token.is_empty() => Some(token.clone()),
             _ => {
                 problems.push(
@@ -221,7 +228,7 @@ impl BotConfig {
                 None
             }
         };
-        if let Some(base) = &self.discord_api_base {
+        if let Some(base) = &self.discord.discord_api_base {
             check_http_url("DISCORD_API_BASE", base, &mut problems);
         }
         if self.registration_timeout_secs == 0 {
@@ -234,6 +241,7 @@ impl BotConfig {
             Some(token) if problems.is_empty() => Ok(BotSettings {
                 token,
                 api_base: self
+                    .discord
                     .discord_api_base
                     .as_ref()
                     .map(|base| base.trim_end_matches('/').to_owned()),

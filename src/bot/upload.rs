@@ -44,6 +44,7 @@ pub async fn set_portrait(
         uploader_id: uploader,
         source,
         legacy_url: None,
+        migration_run: None,
     };
     let upload = Upload::Url {
         url: attachment.url,

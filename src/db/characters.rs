@@ -32,16 +32,18 @@ pub struct NewCharacter<'a> {
     pub bio: Option<&'a str>,
 }
 
-const COLUMNS: &str = "id, guild_id, owner_id, name, class, bio, portrait_id, portrait_url, \
+pub(super) const COLUMNS: &str =
+    "id, guild_id, owner_id, name, class, bio, portrait_id, portrait_url, \
                        created_at, updated_at";
 
-/// Names are unique per player and guild regardless of case and surrounding spaces, so
-/// "Aria" and "aria " are the same character.
-fn name_key(name: &str) -> String {
+/// The key under which a player's character names are unique in a guild: surrounding
+/// spaces and case do not matter, so "Aria" and "aria " are the same character (and an
+/// import finds the characters players registered themselves).
+pub fn character_name_key(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
-fn character_from_row(row: &AnyRow) -> Result<Character, sqlx::Error> {
+pub(super) fn character_from_row(row: &AnyRow) -> Result<Character, sqlx::Error> {
     Ok(Character {
         id: row.try_get("id")?,
         guild_id: from_db_id(row.try_get("guild_id")?),
@@ -69,7 +71,7 @@ impl Db {
         .bind(to_db_id(new.guild_id))
         .bind(to_db_id(new.owner_id))
         .bind(name)
-        .bind(name_key(name))
+        .bind(character_name_key(name))
         .bind(new.class)
         .bind(new.bio)
         .bind(&now)
@@ -98,7 +100,7 @@ impl Db {
         ))
         .bind(to_db_id(guild_id))
         .bind(to_db_id(owner_id))
-        .bind(name_key(name))
+        .bind(character_name_key(name))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(character_from_row).transpose()?)

@@ -5,6 +5,9 @@
 //! numbered per backend under `migrations/` and applied at startup.
 
 mod characters;
+mod imports;
+mod migration_runs;
+mod objects;
 mod portraits;
 
 use std::path::Path;
@@ -15,7 +18,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
-pub use characters::{Character, NewCharacter};
+pub use characters::{character_name_key, Character, NewCharacter};
+pub use imports::{ImportTarget, ImportTransaction, ImportedCharacter};
+pub use migration_runs::{MigrationItem, MigrationRun};
+pub use objects::{KeyReferences, ObjectReferences, RenameOutcome};
 pub use portraits::{NewFallback, NewPortrait, PortraitRecord, Stats};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

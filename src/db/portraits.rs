@@ -81,10 +81,14 @@ impl Db {
     /// Records a stored object and makes it the character's portrait, in one transaction:
     /// either both happen or neither does. Recording a key that exists (the same bytes
     /// stored again) reuses its row.
+    ///
+    /// With `migration_run`, the run's record of what it did to the character (its legacy URL
+    /// and new URL) is written in the same transaction, so a rollback can never miss a change.
     pub async fn attach_portrait(
         &self,
         character_id: i64,
         new: &NewPortrait<'_>,
+        migration_run: Option<i64>,
     ) -> Result<(PortraitRecord, Character), DbError> {
         let mut tx = self.pool.begin().await?;
         let portrait = insert_or_get_portrait(&mut tx, new).await?;
@@ -101,6 +105,16 @@ impl Db {
             // The character was deleted while its upload was in flight: keep nothing.
             tx.rollback().await?;
             return Err(DbError::CharacterNotFound);
+        }
+        if let (Some(run_id), Some(legacy_url)) = (migration_run, new.legacy_url) {
+            super::migration_runs::insert_migrated_item(
+                &mut tx,
+                run_id,
+                character_id,
+                legacy_url,
+                &portrait.public_url,
+            )
+            .await?;
         }
         tx.commit().await?;
         let character = self

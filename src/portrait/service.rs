@@ -63,6 +63,8 @@ pub struct IngestRequest<'a> {
     pub source: PortraitSource,
     /// The URL this portrait replaces (migration keeps the Discord CDN link).
     pub legacy_url: Option<&'a str>,
+    /// The migration run doing this, recorded with the change for rollback.
+    pub migration_run: Option<i64>,
 }
 
 /// A portrait stored and shown on its character.
@@ -378,22 +380,7 @@ impl PortraitService {
             Err(err) => return Err(self.storage_failed(err)),
         };
         if !already_stored {
-            let uploader = request.uploader_id.to_string();
-            let metadata = [
-                ("uploader-id", uploader.as_str()),
-                ("character-name", request.character.name.as_str()),
-                ("source", request.source.as_str()),
-            ];
-            let put_started = Instant::now();
-            self.store
-                .put(&key, bytes.clone(), info.format.mime_type(), &metadata)
-                .await
-                .map_err(|err| self.storage_failed(err))?;
-            self.metrics
-                .upload_latency_seconds
-                .observe(put_started.elapsed().as_secs_f64());
-            self.metrics.uploads_total.inc();
-            self.metrics.upload_size_bytes.observe(bytes.len() as f64);
+            self.put_object(&key, &bytes, info, request).await?;
         }
         self.observe_stage("store", started);
 
@@ -416,10 +403,26 @@ impl PortraitService {
                     source: request.source.as_str(),
                     legacy_url: request.legacy_url,
                 },
+                request.migration_run,
             )
             .await
             .map_err(IngestError::Database)?;
         self.observe_stage("record", started);
+
+        if already_stored {
+            // Orphan cleanup may have deleted the object we found between our check and the
+            // row that now references it; if so, write it again.
+            match self.store.exists(&key).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(%key, "a reused object vanished before its row was written; storing it again");
+                    self.put_object(&key, &bytes, info, request).await?;
+                }
+                Err(err) => {
+                    tracing::warn!(%key, error = %err, "could not re-check a reused object")
+                }
+            }
+        }
 
         if let Some(previous) = previous_portrait.filter(|previous| *previous != record.id) {
             self.release_portrait(previous).await;
@@ -432,6 +435,33 @@ impl PortraitService {
             removed_metadata,
             already_stored,
         })
+    }
+
+    /// Writes the object with its headers and metadata, and counts it.
+    async fn put_object(
+        &self,
+        key: &str,
+        bytes: &Bytes,
+        info: &ImageInfo,
+        request: &IngestRequest<'_>,
+    ) -> Result<(), IngestError> {
+        let uploader = request.uploader_id.to_string();
+        let metadata = [
+            ("uploader-id", uploader.as_str()),
+            ("character-name", request.character.name.as_str()),
+            ("source", request.source.as_str()),
+        ];
+        let started = Instant::now();
+        self.store
+            .put(key, bytes.clone(), info.format.mime_type(), &metadata)
+            .await
+            .map_err(|err| self.storage_failed(err))?;
+        self.metrics
+            .upload_latency_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.uploads_total.inc();
+        self.metrics.upload_size_bytes.observe(bytes.len() as f64);
+        Ok(())
     }
 
     /// [`ingest`](Self::ingest) with the fallback policy: the player's mistakes come back as

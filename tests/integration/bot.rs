@@ -484,3 +484,109 @@ async fn on_the_local_folder_the_portrait_is_attached_because_discord_cannot_fet
         "{url}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migration_command_is_admin_only_and_edits_its_progress_at_most_every_five_seconds() {
+    let bot = TestBot::start(TestDb::sqlite().await).await;
+    let db = &bot.db.db;
+    for i in 0..24u32 {
+        let character = db
+            .create_character(&portrait_bot::db::NewCharacter {
+                guild_id: GUILD_ID,
+                owner_id: 20_000 + u64::from(i),
+                name: &format!("Old {i}"),
+                class: None,
+                bio: None,
+            })
+            .await
+            .unwrap();
+        // Slow downloads make the run last several progress intervals.
+        let url = bot.cdn.host_slowly(
+            &format!("/attachments/8/{i}/old.png"),
+            images::png(10 + i, 10),
+            "image/png",
+            Duration::from_millis(1_200),
+        );
+        db.set_character_external_portrait(character.id, &url)
+            .await
+            .unwrap();
+    }
+    let migrate = || slash_command("admin").subcommand("migrate-portraits");
+
+    let refused = bot
+        .command(&migrate().permissions(permissions::MEMBER).build())
+        .await;
+    assert!(
+        content(&refused).contains("Only server admins"),
+        "{refused}"
+    );
+    assert!(
+        db.migration_runs(1).await.unwrap().is_empty(),
+        "no run was started"
+    );
+
+    let interaction = migrate()
+        .permissions(permissions::MEMBER | permissions::MANAGE_GUILD)
+        .build();
+    let started = bot.command(&interaction).await;
+    assert!(
+        content(&started).contains("progress is posted in this channel"),
+        "{started}"
+    );
+    bot.discord
+        .wait_for_rest(
+            "the progress message",
+            |c| {
+                c.method == "POST"
+                    && c.path
+                        .ends_with(&format!("/channels/{}/messages", discord::CHANNEL_ID))
+            },
+            ANSWER,
+        )
+        .await;
+    let finished = bot
+        .discord
+        .wait_for_rest(
+            "the summary",
+            |c| {
+                c.method == "PATCH"
+                    && c.json.as_ref().is_some_and(|b| {
+                        b["content"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .contains("portraits migrated")
+                    })
+            },
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(
+        content(finished.body()).contains("24 of 24 portraits migrated"),
+        "{:?}",
+        finished.json
+    );
+
+    let edits: Vec<_> = bot
+        .discord
+        .rest_calls()
+        .into_iter()
+        .filter(|c| c.method == "PATCH" && c.path.contains("/channels/"))
+        .collect();
+    assert!(
+        edits.len() >= 2,
+        "progress was shown before the summary: {} edits",
+        edits.len()
+    );
+    for pair in edits.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(4_950),
+            "two edits {gap:?} apart"
+        );
+    }
+    let runs = db.migration_runs(1).await.unwrap();
+    assert_eq!(
+        (runs[0].migrated, runs[0].status.as_str()),
+        (24, "completed")
+    );
+}

@@ -457,3 +457,28 @@ fn run_without_a_token_says_where_to_get_one() {
         "{stderr}"
     );
 }
+
+#[test]
+fn import_reports_what_it_did_and_a_second_run_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("export.csv"),
+        "guild_id,owner_id,name,class,bio,portrait_url\r\n\
+         42,7,Aria,Ranger,\"Quiet, watchful\",https://cdn.discordapp.com/attachments/1/2/aria.png\r\n\
+         42,7,,Bard,,https://cdn.discordapp.com/attachments/1/3/x.png\r\n\
+         42,8,Brom,,,\r\n",
+    )
+    .unwrap();
+    let (output, first, stderr) = run(portrait_bot(dir.path()).args(["import", "export.csv"]));
+    assert!(output.status.success(), "{first}\n{stderr}");
+    let (output, second, _) = run(portrait_bot(dir.path()).args(["import", "export.csv"]));
+    assert!(output.status.success());
+    let normalized = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(normalized(&first).contains("created: 2"), "{first}");
+    assert!(
+        normalized(&first).contains("line 3: name is empty"),
+        "{first}"
+    );
+    assert!(normalized(&second).contains("created: 0"), "{second}");
+    assert!(normalized(&second).contains("unchanged: 2"), "{second}");
+}

@@ -82,7 +82,7 @@ on_both_databases! {
     async fn attaching_a_portrait_records_the_object_and_points_the_character_at_it(t: TestDb) {
         let aria = create(&t.db, new_aria()).await;
         let key = "dev/portraits/2026/11/0123456789abcdef_aria.png";
-        let (record, character) = t.db.attach_portrait(aria.id, &portrait(key)).await.unwrap();
+        let (record, character) = t.db.attach_portrait(aria.id, &portrait(key), None).await.unwrap();
         assert_eq!(record.storage_key, key);
         assert_eq!(record.size_bytes, 123_456);
         assert_eq!((record.width, record.height), (640, 480));
@@ -100,8 +100,8 @@ on_both_databases! {
         let aria = create(&t.db, new_aria()).await;
         let brom = create(&t.db, NewCharacter { name: "Brom", ..new_aria() }).await;
         let key = "dev/portraits/2026/11/0123456789abcdef_shared.png";
-        let (first, _) = t.db.attach_portrait(aria.id, &portrait(key)).await.unwrap();
-        let (second, _) = t.db.attach_portrait(brom.id, &portrait(key)).await.unwrap();
+        let (first, _) = t.db.attach_portrait(aria.id, &portrait(key), None).await.unwrap();
+        let (second, _) = t.db.attach_portrait(brom.id, &portrait(key), None).await.unwrap();
         assert_eq!(first.id, second.id);
         let again = t.db.record_portrait(&portrait(key)).await.unwrap();
         assert_eq!(again.id, first.id);
@@ -113,7 +113,7 @@ on_both_databases! {
         let aria = create(&t.db, new_aria()).await;
         t.db.delete_character(aria.id).await.unwrap();
         let key = "dev/portraits/2026/11/0123456789abcdef_gone.png";
-        let err = t.db.attach_portrait(aria.id, &portrait(key)).await.expect_err("no character");
+        let err = t.db.attach_portrait(aria.id, &portrait(key), None).await.expect_err("no character");
         assert!(matches!(err, DbError::CharacterNotFound), "{err:?}");
         assert_eq!(t.db.portrait_by_key(key).await.unwrap(), None, "the transaction rolled back");
     }
@@ -122,8 +122,8 @@ on_both_databases! {
         let aria = create(&t.db, new_aria()).await;
         let brom = create(&t.db, NewCharacter { name: "Brom", ..new_aria() }).await;
         let key = "dev/portraits/2026/11/0123456789abcdef_shared.png";
-        let (record, _) = t.db.attach_portrait(aria.id, &portrait(key)).await.unwrap();
-        t.db.attach_portrait(brom.id, &portrait(key)).await.unwrap();
+        let (record, _) = t.db.attach_portrait(aria.id, &portrait(key), None).await.unwrap();
+        t.db.attach_portrait(brom.id, &portrait(key), None).await.unwrap();
 
         let before = t.db.clear_character_portrait(aria.id).await.unwrap().expect("aria exists");
         assert_eq!(before.portrait_id, Some(record.id), "returns the character as it was");
@@ -153,7 +153,7 @@ on_both_databases! {
         assert_eq!(t.db.stats().await.unwrap(), Stats::default());
         let aria = create(&t.db, new_aria()).await;
         create(&t.db, NewCharacter { name: "Brom", ..new_aria() }).await;
-        t.db.attach_portrait(aria.id, &portrait("dev/portraits/2026/11/aaaaaaaaaaaaaaaa_a.png")).await.unwrap();
+        t.db.attach_portrait(aria.id, &portrait("dev/portraits/2026/11/aaaaaaaaaaaaaaaa_a.png"), None).await.unwrap();
         t.db.record_portrait(&NewPortrait { size_bytes: 1_000, ..portrait("dev/portraits/2026/11/bbbbbbbbbbbbbbbb_b.png") }).await.unwrap();
         t.db.record_fallback(&NewFallback {
             guild_id: GUILD,

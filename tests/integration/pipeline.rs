@@ -14,6 +14,7 @@ fn request(character: &portrait_bot::db::Character) -> IngestRequest<'_> {
         uploader_id: PLAYER,
         source: PortraitSource::SlashCommand,
         legacy_url: None,
+        migration_run: None,
     }
 }
 

@@ -30,6 +30,11 @@ enum Served {
 struct CdnState {
     files: HashMap<String, Served>,
     requests: Vec<CdnRequest>,
+    /// Requests still to be answered 429, and the retry-after they are told.
+    throttled: usize,
+    retry_after_secs: f64,
+    /// Added before every file response (on top of a file's own delay).
+    latency: Duration,
 }
 
 /// One request the CDN received.
@@ -92,9 +97,12 @@ impl TestCdn {
                 delay,
             },
         );
+        // Signed like Discord's links: valid for a day from now (hex Unix seconds).
+        let now = chrono::Utc::now().timestamp();
         format!(
-            "{}{path}?ex=6740a1b2&is=673f5032&hm=0123abcd",
-            self.origin()
+            "{}{path}?ex={:x}&is={now:x}&hm=0123abcd",
+            self.origin(),
+            now + 86_400
         )
     }
 
@@ -106,6 +114,19 @@ impl TestCdn {
             .files
             .insert(path.to_owned(), Served::Gone);
         format!("{}{path}?ex=1&is=1&hm=dead", self.origin())
+    }
+
+    /// The next `requests` requests are answered 429 with `retry_after_secs`, as Discord's
+    /// CDN does when a client downloads too fast.
+    pub fn throttle(&self, requests: usize, retry_after_secs: f64) {
+        let mut state = self.state.lock().unwrap();
+        state.throttled = requests;
+        state.retry_after_secs = retry_after_secs;
+    }
+
+    /// Every file response waits `latency` first, like a distant CDN.
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().unwrap().latency = latency;
     }
 
     /// Every request so far, in order.
@@ -128,7 +149,28 @@ async fn serve(State(state): State<Arc<Mutex<CdnState>>>, request: Request) -> R
             path: path.clone(),
             at: Instant::now(),
         });
-        state.files.get(&path).cloned()
+        if state.throttled > 0 {
+            state.throttled -= 1;
+            let retry_after = state.retry_after_secs;
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, format!("{retry_after}"))],
+                format!("{{\"message\": \"You are being rate limited.\", \"retry_after\": {retry_after}}}"),
+            )
+                .into_response();
+        }
+        state.files.get(&path).cloned().map(|served| match served {
+            Served::File {
+                bytes,
+                content_type,
+                delay,
+            } => Served::File {
+                bytes,
+                content_type,
+                delay: delay + state.latency,
+            },
+            gone => gone,
+        })
     };
     match served {
         Some(Served::File {

@@ -1,0 +1,251 @@
+//! Migration runs and what each did to each character.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::characters::{character_from_row, COLUMNS as CHARACTER_COLUMNS};
+use super::{now_text, Character, Db, DbError};
+
+/// One migration run, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationRun {
+    pub id: i64,
+    pub dry_run: bool,
+    /// `running`, `completed`, `rolled_back` (a run killed mid-way stays `running`).
+    pub status: String,
+    pub started_by: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub selected: u64,
+    pub migrated: u64,
+    pub failed: u64,
+}
+
+/// What a run did to one character.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationItem {
+    pub run_id: i64,
+    pub character_id: i64,
+    pub legacy_url: String,
+    pub new_url: Option<String>,
+    /// `migrated`, `failed` or `rolled_back`.
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+pub const ITEM_MIGRATED: &str = "migrated";
+pub const ITEM_FAILED: &str = "failed";
+pub const ITEM_ROLLED_BACK: &str = "rolled_back";
+pub const RUN_RUNNING: &str = "running";
+pub const RUN_COMPLETED: &str = "completed";
+pub const RUN_ROLLED_BACK: &str = "rolled_back";
+
+const RUN_COLUMNS: &str =
+    "id, dry_run, status, started_by, started_at, finished_at, selected, migrated, failed";
+
+fn run_from_row(row: &AnyRow) -> Result<MigrationRun, sqlx::Error> {
+    let count = |column: &str| -> Result<u64, sqlx::Error> {
+        Ok(row.try_get::<i64, _>(column)?.max(0) as u64)
+    };
+    Ok(MigrationRun {
+        id: row.try_get("id")?,
+        dry_run: row.try_get::<i64, _>("dry_run")? != 0,
+        status: row.try_get("status")?,
+        started_by: row.try_get("started_by")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        selected: count("selected")?,
+        migrated: count("migrated")?,
+        failed: count("failed")?,
+    })
+}
+
+fn item_from_row(row: &AnyRow) -> Result<MigrationItem, sqlx::Error> {
+    Ok(MigrationItem {
+        run_id: row.try_get("run_id")?,
+        character_id: row.try_get("character_id")?,
+        legacy_url: row.try_get("legacy_url")?,
+        new_url: row.try_get("new_url")?,
+        status: row.try_get("status")?,
+        reason: row.try_get("reason")?,
+    })
+}
+
+impl Db {
+    pub async fn start_migration_run(
+        &self,
+        dry_run: bool,
+        started_by: &str,
+    ) -> Result<MigrationRun, DbError> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO migration_runs (dry_run, status, started_by, started_at) \
+             VALUES ($1, $2, $3, $4) RETURNING {RUN_COLUMNS}"
+        ))
+        .bind(i64::from(dry_run))
+        .bind(RUN_RUNNING)
+        .bind(started_by)
+        .bind(now_text())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(run_from_row(&row)?)
+    }
+
+    pub async fn finish_migration_run(
+        &self,
+        run_id: i64,
+        selected: u64,
+        migrated: u64,
+        failed: u64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE migration_runs SET status = $2, finished_at = $3, selected = $4, \
+             migrated = $5, failed = $6 WHERE id = $1",
+        )
+        .bind(run_id)
+        .bind(RUN_COMPLETED)
+        .bind(now_text())
+        .bind(selected as i64)
+        .bind(migrated as i64)
+        .bind(failed as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn record_migration_failure(
+        &self,
+        run_id: i64,
+        character_id: i64,
+        legacy_url: &str,
+        reason: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO migration_items (run_id, character_id, legacy_url, status, reason, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(run_id)
+        .bind(character_id)
+        .bind(legacy_url)
+        .bind(ITEM_FAILED)
+        .bind(reason)
+        .bind(now_text())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest runs first.
+    pub async fn migration_runs(&self, limit: u32) -> Result<Vec<MigrationRun>, DbError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM migration_runs ORDER BY id DESC LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(run_from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn migration_run(&self, id: i64) -> Result<Option<MigrationRun>, DbError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM migration_runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(run_from_row).transpose()?)
+    }
+
+    pub async fn migration_items(&self, run_id: i64) -> Result<Vec<MigrationItem>, DbError> {
+        let rows = sqlx::query(
+            "SELECT run_id, character_id, legacy_url, new_url, status, reason \
+             FROM migration_items WHERE run_id = $1 ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(item_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Characters showing a URL with no stored object behind it (imported legacy links), by id.
+    pub async fn characters_with_external_portraits(&self) -> Result<Vec<Character>, DbError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHARACTER_COLUMNS} FROM characters \
+             WHERE portrait_id IS NULL AND portrait_url IS NOT NULL ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(character_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Puts back the legacy URL of every character the run migrated, in one transaction.
+    /// A character whose portrait changed since (a new upload) keeps it. Returns how many
+    /// were restored.
+    pub async fn rollback_migration_run(&self, run_id: i64) -> Result<u64, DbError> {
+        let mut tx = self.pool.begin().await?;
+        // Write first: on SQLite a transaction that reads before writing fails at once with
+        // "database is locked" if another connection wrote in between.
+        sqlx::query("UPDATE migration_runs SET status = $2 WHERE id = $1")
+            .bind(run_id)
+            .bind(RUN_ROLLED_BACK)
+            .execute(&mut *tx)
+            .await?;
+        let items = sqlx::query(
+            "SELECT run_id, character_id, legacy_url, new_url, status, reason \
+             FROM migration_items WHERE run_id = $1 AND status = $2",
+        )
+        .bind(run_id)
+        .bind(ITEM_MIGRATED)
+        .fetch_all(&mut *tx)
+        .await?;
+        let now = now_text();
+        let mut restored = 0;
+        for row in &items {
+            let item = item_from_row(row)?;
+            let updated = sqlx::query(
+                "UPDATE characters SET portrait_id = NULL, portrait_url = $2, updated_at = $3 \
+                 WHERE id = $1 AND portrait_url = $4",
+            )
+            .bind(item.character_id)
+            .bind(&item.legacy_url)
+            .bind(&now)
+            .bind(&item.new_url)
+            .execute(&mut *tx)
+            .await?;
+            restored += updated.rows_affected();
+        }
+        sqlx::query("UPDATE migration_items SET status = $3 WHERE run_id = $1 AND status = $2")
+            .bind(run_id)
+            .bind(ITEM_MIGRATED)
+            .bind(ITEM_ROLLED_BACK)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(restored)
+    }
+}
+
+/// Inside [`Db::attach_portrait`]'s transaction: what a migration run did to the character.
+pub(super) async fn insert_migrated_item(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: i64,
+    character_id: i64,
+    legacy_url: &str,
+    new_url: &str,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO migration_items (run_id, character_id, legacy_url, new_url, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(run_id)
+    .bind(character_id)
+    .bind(legacy_url)
+    .bind(new_url)
+    .bind(ITEM_MIGRATED)
+    .bind(now_text())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

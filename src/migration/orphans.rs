@@ -1,0 +1,473 @@
+//! Orphan cleanup: objects under the environment prefix that no database row references.
+//!
+//! Objects become orphans when a row is removed but deleting its object failed, or when an
+//! upload stored its object but never got to write its row. A dry run only lists them; an
+//! executed run deletes them, checking each one again right before deleting it.
+//!
+//! Two guards keep a live portrait from ever being deleted. The age guard: an upload writes
+//! its object first and its row just after, so an object younger than `older_than` may be
+//! one whose row is on its way, and is left alone. The re-check: right before each delete the
+//! object's age and references are read again, so a row written since the listing saves it.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::{stream, StreamExt};
+
+use super::prefix::{
+    count, env_segment, list, url_refers_to, KeyFailure, MigrationError, UrlIndex,
+};
+use crate::db::Db;
+use crate::storage::{encode_key_path, ListedObject, Store};
+use crate::units::human_bytes;
+
+/// Objects checked and deleted at once.
+const DELETE_CONCURRENCY: usize = 4;
+
+/// What [`cleanup_orphans`] found, and what it deleted when executed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanReport {
+    /// The environment whose objects were considered (`dev` or `prod`).
+    pub env_prefix: String,
+    /// Only objects last modified at least this long ago are orphans.
+    pub older_than: Duration,
+    /// Whether deleting was asked for (`--execute`); `false` is a dry run.
+    pub executed: bool,
+    /// Objects under `{env}/`.
+    pub scanned: u64,
+    /// Of those, objects a portrait row or a character's URL references.
+    pub referenced: u64,
+    /// Of those, unreferenced objects left alone because they are younger than `older_than`
+    /// (or their age is unknown): possibly uploads whose row is about to be written.
+    pub too_young: u64,
+    /// The orphans found: under `{env}/`, unreferenced, old enough; in key order. A dry run
+    /// would delete exactly these.
+    pub orphans: Vec<ListedObject>,
+    /// Orphans deleted, in key order (empty in a dry run).
+    pub deleted: Vec<ListedObject>,
+    /// Orphans the re-check right before deleting saved (referenced or modified since the
+    /// listing, or already gone), and why.
+    pub kept: Vec<KeyFailure>,
+    /// Orphans that could not be checked again or deleted, and why; they are still there.
+    pub failures: Vec<KeyFailure>,
+}
+
+impl OrphanReport {
+    /// The keys of [`OrphanReport::orphans`].
+    pub fn orphan_keys(&self) -> Vec<&str> {
+        self.orphans.iter().map(|o| o.key.as_str()).collect()
+    }
+
+    /// The keys of [`OrphanReport::deleted`].
+    pub fn deleted_keys(&self) -> Vec<&str> {
+        self.deleted.iter().map(|o| o.key.as_str()).collect()
+    }
+}
+
+impl fmt::Display for OrphanReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env = &self.env_prefix;
+        let age = format_age(self.older_than);
+        writeln!(
+            f,
+            "cleanup-orphans{} for environment `{env}`: {} under `{env}/`, {} referenced, {} \
+             unreferenced but newer than {age} (kept).",
+            if self.executed { "" } else { " (dry run)" },
+            count(self.scanned, "object"),
+            self.referenced,
+            self.too_young,
+        )?;
+        if self.orphans.is_empty() {
+            return writeln!(
+                f,
+                "No orphans: every object older than {age} is referenced by the database."
+            );
+        }
+        let (verb, objects) = if self.executed {
+            ("Deleted", &self.deleted)
+        } else {
+            ("Would delete", &self.orphans)
+        };
+        if !objects.is_empty() {
+            let bytes: u64 = objects.iter().map(|o| o.size).sum();
+            writeln!(
+                f,
+                "{verb} {} ({}) that no row references:",
+                count(objects.len() as u64, "orphan"),
+                human_bytes(bytes)
+            )?;
+            for object in objects {
+                write!(f, "  {} ({}", object.key, human_bytes(object.size))?;
+                if let Some(modified) = object.last_modified {
+                    write!(
+                        f,
+                        ", last modified {}",
+                        modified.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    )?;
+                }
+                writeln!(f, ")")?;
+            }
+        }
+        if !self.kept.is_empty() {
+            writeln!(
+                f,
+                "Kept {} after a last check:",
+                count(self.kept.len() as u64, "object")
+            )?;
+            for kept in &self.kept {
+                writeln!(f, "  {}: {}", kept.key, kept.reason)?;
+            }
+        }
+        if !self.failures.is_empty() {
+            writeln!(
+                f,
+                "Could not delete {} (still there; run again):",
+                count(self.failures.len() as u64, "orphan")
+            )?;
+            for failure in &self.failures {
+                writeln!(f, "  {}: {}", failure.key, failure.reason)?;
+            }
+        }
+        if !self.executed {
+            writeln!(
+                f,
+                "Dry run: nothing was deleted. Run with --execute to delete them."
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Finds the orphans under `{env_prefix}/` older than `older_than` ([`find_orphans`]) and, only
+/// when `execute` is true, deletes them ([`delete_orphans`]). Objects under the other
+/// environment's prefix, or without a prefix, are never considered.
+pub async fn cleanup_orphans(
+    db: &Db,
+    store: &Store,
+    env_prefix: &str,
+    older_than: Duration,
+    execute: bool,
+) -> Result<OrphanReport, MigrationError> {
+    let report = find_orphans(db, store, env_prefix, older_than).await?;
+    if execute {
+        Ok(delete_orphans(db, store, report).await)
+    } else {
+        Ok(report)
+    }
+}
+
+/// Lists every object under `{env_prefix}/` and returns those that no portrait row's key and
+/// no character's URL references and that were last modified at least `older_than` ago.
+/// Changes nothing.
+pub async fn find_orphans(
+    db: &Db,
+    store: &Store,
+    env_prefix: &str,
+    older_than: Duration,
+) -> Result<OrphanReport, MigrationError> {
+    let env = env_segment(env_prefix)?;
+    // List before reading the database: a row written for a listed object is then seen. In the
+    // other order, an object stored and recorded between the two reads would look unreferenced.
+    let listing = list(store, &format!("{env}/")).await?;
+    let references = db.object_references().await?;
+    let urls = UrlIndex::new(references.character_urls.keys());
+    let now = Utc::now();
+
+    let mut report = OrphanReport {
+        env_prefix: env.to_owned(),
+        older_than,
+        executed: false,
+        scanned: listing.len() as u64,
+        referenced: 0,
+        too_young: 0,
+        orphans: Vec::new(),
+        deleted: Vec::new(),
+        kept: Vec::new(),
+        failures: Vec::new(),
+    };
+    for object in listing {
+        let referenced = references.portraits.contains_key(&object.key)
+            || urls.referring(&object.key, store).next().is_some();
+        if referenced {
+            report.referenced += 1;
+        } else if !old_enough(object.last_modified, older_than, now) {
+            report.too_young += 1;
+        } else {
+            report.orphans.push(object);
+        }
+    }
+    report.orphans.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(report)
+}
+
+/// Deletes the orphans of a report from [`find_orphans`], each only after checking again,
+/// right before deleting it, that it is still old enough and that no portrait row or
+/// character URL references it. Objects that fail the check are listed in
+/// [`OrphanReport::kept`]; errors in [`OrphanReport::failures`].
+pub async fn delete_orphans(db: &Db, store: &Store, mut report: OrphanReport) -> OrphanReport {
+    report.executed = true;
+    let prefix = format!("{}/", report.env_prefix);
+    let older_than = report.older_than;
+    let outcomes: Vec<(ListedObject, Outcome)> = stream::iter(report.orphans.clone())
+        .map(|object| {
+            let prefix = &prefix;
+            async move {
+                let outcome = delete_one(db, store, prefix, &object, older_than).await;
+                (object, outcome)
+            }
+        })
+        .buffer_unordered(DELETE_CONCURRENCY)
+        .collect()
+        .await;
+    for (object, outcome) in outcomes {
+        match outcome {
+            Outcome::Deleted => report.deleted.push(object),
+            Outcome::Kept(reason) => report.kept.push(KeyFailure {
+                key: object.key,
+                reason,
+            }),
+            Outcome::Failed(reason) => report.failures.push(KeyFailure {
+                key: object.key,
+                reason,
+            }),
+        }
+    }
+    report.deleted.sort_by(|a, b| a.key.cmp(&b.key));
+    report.kept.sort_by(|a, b| a.key.cmp(&b.key));
+    report.failures.sort_by(|a, b| a.key.cmp(&b.key));
+    report
+}
+
+enum Outcome {
+    Deleted,
+    Kept(String),
+    Failed(String),
+}
+
+async fn delete_one(
+    db: &Db,
+    store: &Store,
+    prefix: &str,
+    object: &ListedObject,
+    older_than: Duration,
+) -> Outcome {
+    let key = object.key.as_str();
+    // The report's fields are public: refuse anything a caller put there that this
+    // environment's cleanup would never have listed.
+    if !key.starts_with(prefix) {
+        return Outcome::Failed(format!(
+            "not under `{prefix}`; never deleted by this cleanup"
+        ));
+    }
+    match store.head(key).await {
+        Ok(None) => return Outcome::Kept("it no longer exists".into()),
+        Ok(Some(info)) if !old_enough(info.last_modified, older_than, Utc::now()) => {
+            return Outcome::Kept(format!(
+                "it was written again within the last {}",
+                format_age(older_than)
+            ))
+        }
+        Ok(Some(_)) => {}
+        Err(err) => return Outcome::Failed(format!("could not check it again: {err}")),
+    }
+    let references = match db.key_references(key, &encode_key_path(key)).await {
+        Ok(references) => references,
+        Err(err) => return Outcome::Failed(format!("could not check its references: {err}")),
+    };
+    if references.has_portrait_row() {
+        return Outcome::Kept("a portrait row references it now".into());
+    }
+    if let Some((id, url)) = references
+        .characters
+        .iter()
+        .find(|(_, url)| url_refers_to(url, key, store))
+    {
+        return Outcome::Kept(format!("character #{id} shows it now ({url})"));
+    }
+    match store.delete(key).await {
+        Ok(()) => {
+            tracing::info!(key, size = object.size, "deleted an orphan object");
+            Outcome::Deleted
+        }
+        Err(err) => {
+            tracing::warn!(key, error = %err, "could not delete an orphan object");
+            Outcome::Failed(format!("could not delete it: {err}"))
+        }
+    }
+}
+
+/// Whether an object last modified at `last_modified` is at least `older_than` old at `now`.
+/// An unknown age is never old enough: only a known-old object may be deleted. A time slightly
+/// in the future (clocks differ) counts as age zero.
+fn old_enough(
+    last_modified: Option<DateTime<Utc>>,
+    older_than: Duration,
+    now: DateTime<Utc>,
+) -> bool {
+    match last_modified {
+        None => false,
+        Some(modified) => {
+            let age = now
+                .signed_duration_since(modified)
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            age >= older_than
+        }
+    }
+}
+
+/// Parses an age such as `24h`, `30m`, `7d` or `90s` (a whole number and one unit: `s`, `m`,
+/// `h` or `d`). The error says what is accepted.
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    let text = s.trim();
+    let invalid = || {
+        format!("`{s}` is not an age: use a whole number and a unit, s, m, h or d (e.g. 24h, 30m, 7d, 90s)")
+    };
+    // The unit is the last character, found by char so `24é` is refused, not a panic.
+    let (unit_at, _) = text.char_indices().last().ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(unit_at);
+    let seconds_per_unit: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        "d" => 24 * 60 * 60,
+        _ => return Err(invalid()),
+    };
+    // `u64::from_str` accepts a leading `+`; an age is digits only.
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let seconds = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(seconds_per_unit))
+        .ok_or_else(|| format!("`{s}` is too long an age"))?;
+    Ok(Duration::from_secs(seconds))
+}
+
+/// An age as [`parse_age`] reads it, in the largest unit that divides it: `1d`, `36h`, `90s`.
+pub fn format_age(age: Duration) -> String {
+    let seconds = age.as_secs();
+    match seconds {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_read_in_seconds_minutes_hours_and_days() {
+        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_age("30m"), Ok(Duration::from_secs(30 * 60)));
+        assert_eq!(parse_age("24h"), Ok(Duration::from_secs(24 * 3600)));
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_age(" 12h "), Ok(Duration::from_secs(12 * 3600)));
+    }
+
+    #[test]
+    fn anything_else_is_refused_with_the_accepted_forms() {
+        for bad in [
+            "", "h", "24", "24x", "1.5h", "-1h", "+1h", "24 h", "1h30m", "24H", "d7",
+        ] {
+            let err = parse_age(bad).expect_err(bad);
+            assert!(err.contains("e.g. 24h, 30m, 7d, 90s"), "{bad}: {err}");
+        }
+        let err = parse_age("99999999999999999999d").unwrap_err();
+        assert!(err.contains("too long"), "{err}");
+        assert!(parse_age("300000000000000d")
+            .unwrap_err()
+            .contains("too long"));
+    }
+
+    #[test]
+    fn ages_print_in_the_largest_whole_unit_and_parse_back() {
+        for (secs, text) in [
+            (0, "0s"),
+            (90, "90s"),
+            (1800, "30m"),
+            (129_600, "36h"),
+            (604_800, "7d"),
+        ] {
+            assert_eq!(format_age(Duration::from_secs(secs)), text);
+            assert_eq!(parse_age(text), Ok(Duration::from_secs(secs)));
+        }
+    }
+
+    #[test]
+    fn only_objects_of_known_sufficient_age_are_old_enough() {
+        let now = Utc::now();
+        let hour = Duration::from_secs(3600);
+        let two_hours_ago = now - chrono::Duration::hours(2);
+        assert!(old_enough(Some(two_hours_ago), hour, now));
+        assert!(!old_enough(Some(two_hours_ago), 3 * hour, now));
+        assert!(
+            !old_enough(None, Duration::ZERO, now),
+            "unknown age is never old enough"
+        );
+        assert!(old_enough(
+            Some(now + chrono::Duration::seconds(2)),
+            Duration::ZERO,
+            now
+        ));
+        assert!(!old_enough(Some(now), Duration::from_secs(u64::MAX), now));
+    }
+
+    #[test]
+    fn a_dry_run_report_lists_the_orphans_and_says_nothing_was_deleted() {
+        let orphan = ListedObject {
+            key: "dev/portraits/2024/05/a.png".into(),
+            size: 1536,
+            last_modified: DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        };
+        let report = OrphanReport {
+            env_prefix: "dev".into(),
+            older_than: Duration::from_secs(86_400),
+            executed: false,
+            scanned: 5,
+            referenced: 3,
+            too_young: 1,
+            orphans: vec![orphan.clone()],
+            deleted: vec![],
+            kept: vec![],
+            failures: vec![],
+        };
+        let text = report.to_string();
+        assert!(text.contains("(dry run) for environment `dev`: 5 objects under `dev/`, 3 referenced, 1 unreferenced but newer than 1d (kept)."), "{text}");
+        assert!(
+            text.contains("Would delete 1 orphan (1.5 KiB) that no row references:"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  dev/portraits/2024/05/a.png (1.5 KiB, last modified 2024-05-01T10:00:00Z)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("nothing was deleted"), "{text}");
+
+        let executed = OrphanReport {
+            executed: true,
+            deleted: vec![orphan],
+            ..report.clone()
+        };
+        let text = executed.to_string();
+        assert!(text.contains("Deleted 1 orphan (1.5 KiB)"), "{text}");
+        assert!(!text.contains("nothing was deleted"), "{text}");
+
+        let none = OrphanReport {
+            orphans: vec![],
+            ..report
+        };
+        assert!(none.to_string().contains("No orphans"), "{none}");
+    }
+}
