@@ -14,43 +14,7 @@ use crate::support::discord::{
 use crate::support::images;
 use crate::support::s3::{self, TestS3};
 
-/// Every variable the binary reads, removed so the developer's own environment cannot leak in.
-const CONFIG_VARIABLES: &[&str] = &[
-    "DATABASE_URL",
-    "APP_ENV",
-    "R2_ACCOUNT_ID",
-    "R2_ACCESS_KEY_ID",
-    "R2_SECRET_ACCESS_KEY",
-    "R2_BUCKET_NAME",
-    "R2_PUBLIC_URL",
-    "R2_ENDPOINT",
-    "LOCAL_STORAGE_DIR",
-    "LOCAL_PUBLIC_URL",
-    "DEFAULT_PORTRAIT_URL",
-    "MAX_UPLOAD_BYTES",
-    "MAX_IMAGE_DIMENSION",
-    "MAX_IMAGE_PIXELS",
-    "CDN_ALLOWED_ORIGINS",
-    "HTTP_ADDR",
-    "LOG_FORMAT",
-    "INGEST_CONCURRENCY",
-    "DECODE_CONCURRENCY",
-    "FETCH_CONNECT_TIMEOUT_SECS",
-    "FETCH_TIMEOUT_SECS",
-];
-
-/// The bot's own variables, documented by `portrait-bot run --help`.
-const BOT_VARIABLES: &[&str] = &[
-    "DISCORD_TOKEN",
-    "DISCORD_API_BASE",
-    "DEV_GUILD_ID",
-    "ADMIN_USER_IDS",
-    "REGISTRATION_MESSAGE_STEP",
-    "REGISTRATION_TIMEOUT_SECS",
-    "MAX_CHARACTERS_PER_PLAYER",
-    "UPLOADS_PER_10_MINUTES",
-    "SHUTDOWN_GRACE_SECS",
-];
+use crate::support::variables::{BOT_VARIABLES, CONFIG_VARIABLES};
 
 pub fn portrait_bot(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_portrait-bot"));

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Map, Value};
 use tokio::net::{TcpListener, TcpStream};
@@ -376,9 +377,14 @@ impl TestDiscord {
             .fallback(serve_rest)
             .with_state(shared.clone());
         let rest_server = tokio::spawn(async move {
-            axum::serve(rest_listener, router)
-                .await
-                .expect("the simulated Discord REST API serves");
+            axum::serve(
+                rest_listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                router,
+            )
+            .await
+            .expect("the simulated Discord REST API serves");
         });
         let gateway_server = tokio::spawn(serve_gateway(gateway_listener, shared.clone()));
         TestDiscord {
@@ -718,6 +724,9 @@ async fn serve_gateway(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn serve_gateway_connection(socket: TcpStream, shared: Arc<Shared>, connection: u64) {
+    // Real Discord does not hold back small frames; without this, one-way gateway frames wait
+    // on the client's delayed ACKs and add tens of milliseconds to what tests measure.
+    let _ = socket.set_nodelay(true);
     let Ok(ws) = tokio_tungstenite::accept_async(socket).await else {
         return;
     };

@@ -6,3 +6,4 @@ pub mod database;
 pub mod discord;
 pub mod images;
 pub mod s3;
+pub mod variables;
