@@ -249,3 +249,106 @@ pub(super) async fn insert_migrated_item(
     .await?;
     Ok(())
 }
+
+/// Who holds a lease, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub holder: String,
+    pub expires_at: String,
+}
+
+impl Db {
+    /// Takes the named lease for `ttl` if it is free, expired, or already ours; otherwise
+    /// says who holds it.
+    pub async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Result<(), LeaseHolder>, DbError> {
+        let now = now_text();
+        let expires = lease_expiry(ttl);
+        let acquired = sqlx::query(
+            "INSERT INTO migration_leases (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                 acquired_at = excluded.acquired_at, expires_at = excluded.expires_at \
+             WHERE migration_leases.expires_at < $3 OR migration_leases.holder = $2 \
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(&now)
+        .bind(&expires)
+        .fetch_optional(&self.pool)
+        .await?;
+        if acquired.is_some() {
+            return Ok(Ok(()));
+        }
+        let row = sqlx::query("SELECT holder, expires_at FROM migration_leases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Err(LeaseHolder {
+                holder: row.try_get("holder")?,
+                expires_at: row.try_get("expires_at")?,
+            })),
+            // Released between the two statements: try once more.
+            None => Box::pin(self.try_acquire_lease(name, holder, ttl)).await,
+        }
+    }
+
+    /// Takes the lease from `previous` (a holder known to be dead); false if it changed hands.
+    pub async fn take_over_lease(
+        &self,
+        name: &str,
+        previous: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, DbError> {
+        let updated = sqlx::query(
+            "UPDATE migration_leases SET holder = $3, acquired_at = $4, expires_at = $5 \
+             WHERE name = $1 AND holder = $2",
+        )
+        .bind(name)
+        .bind(previous)
+        .bind(holder)
+        .bind(now_text())
+        .bind(lease_expiry(ttl))
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Extends our lease; false if we no longer hold it.
+    pub async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, DbError> {
+        let updated = sqlx::query(
+            "UPDATE migration_leases SET expires_at = $3 WHERE name = $1 AND holder = $2",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(lease_expiry(ttl))
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM migration_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn lease_expiry(ttl: std::time::Duration) -> String {
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    (chrono::Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -20,7 +20,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use characters::{character_name_key, Character, NewCharacter};
 pub use imports::{ImportTarget, ImportTransaction, ImportedCharacter};
-pub use migration_runs::{MigrationItem, MigrationRun};
+pub use migration_runs::{LeaseHolder, MigrationItem, MigrationRun};
 pub use objects::{KeyReferences, ObjectReferences, RenameOutcome};
 pub use portraits::{NewFallback, NewPortrait, PortraitRecord, Stats};
 

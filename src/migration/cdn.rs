@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use futures::StreamExt;
 
@@ -27,7 +28,18 @@ pub enum CdnMigrationError {
     UnknownRun(i64),
     #[error("run {0} was a dry run; it changed nothing, so there is nothing to roll back")]
     DryRunRollback(i64),
+    #[error(
+        "a migration is already running ({holder}; its lease runs until {until} unless renewed). \
+         Wait for it to finish; /admin migration-status shows its progress."
+    )]
+    AlreadyRunning { holder: String, until: String },
 }
+
+/// The lease every migrating process must hold: one migration at a time, across machines.
+const LEASE_NAME: &str = "cdn-migration";
+/// A holder that stops renewing (a crashed machine) loses the lease after this long.
+const LEASE_TTL: Duration = Duration::from_secs(120);
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
@@ -168,7 +180,73 @@ impl CdnMigrator {
     }
 
     /// Migrates every selected character (or reports what would happen, for a dry run).
+    /// A real run holds the migration lease: a second one, here or on another machine, is
+    /// refused with the name of the holder.
     pub async fn run(
+        &self,
+        options: &MigrateOptions,
+        on_progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<MigrationSummary, CdnMigrationError> {
+        if options.dry_run {
+            return self.run_holding_lease(options, on_progress).await;
+        }
+        let holder = lease_holder(&options.started_by);
+        self.acquire_lease(&holder).await?;
+        let (stop_renewing, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let renewer = {
+            let db = self.db.clone();
+            let holder = holder.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        () = tokio::time::sleep(LEASE_RENEW_EVERY) => {
+                            match db.renew_lease(LEASE_NAME, &holder, LEASE_TTL).await {
+                                Ok(true) => {}
+                                Ok(false) => tracing::error!("lost the migration lease while running"),
+                                Err(err) => tracing::warn!(error = %err, "could not renew the migration lease"),
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        let result = self.run_holding_lease(options, on_progress).await;
+        let _ = stop_renewing.send(());
+        let _ = renewer.await;
+        if let Err(err) = self.db.release_lease(LEASE_NAME, &holder).await {
+            tracing::warn!(error = %err, "could not release the migration lease; it expires by itself");
+        }
+        result
+    }
+
+    async fn acquire_lease(&self, holder: &str) -> Result<(), CdnMigrationError> {
+        match self
+            .db
+            .try_acquire_lease(LEASE_NAME, holder, LEASE_TTL)
+            .await?
+        {
+            Ok(()) => Ok(()),
+            // A run on this machine that was killed cannot renew or release; take its lease
+            // instead of waiting for it to expire.
+            Err(current)
+                if holder_died_here(&current.holder)
+                    && self
+                        .db
+                        .take_over_lease(LEASE_NAME, &current.holder, holder, LEASE_TTL)
+                        .await? =>
+            {
+                tracing::info!(previous = %current.holder, "took over the lease of a migration that died");
+                Ok(())
+            }
+            Err(current) => Err(CdnMigrationError::AlreadyRunning {
+                holder: current.holder,
+                until: current.expires_at,
+            }),
+        }
+    }
+
+    async fn run_holding_lease(
         &self,
         options: &MigrateOptions,
         on_progress: &(dyn Fn(Progress) + Send + Sync),
@@ -409,6 +487,43 @@ impl Counters {
     }
 }
 
+/// `"{who} on {machine} (pid {pid})"`: readable in refusals, and parseable by
+/// [`holder_died_here`].
+fn lease_holder(started_by: &str) -> String {
+    format!(
+        "started by {started_by} on {} (pid {})",
+        machine_name(),
+        std::process::id()
+    )
+}
+
+/// Fly.io's machine id, else the host name.
+fn machine_name() -> String {
+    std::env::var("FLY_MACHINE_ID")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+/// Whether a lease holder ran on this machine and its process is gone.
+fn holder_died_here(holder: &str) -> bool {
+    let Some((rest, pid)) = holder.rsplit_once(" (pid ") else {
+        return false;
+    };
+    let Some(machine) = rest.rsplit_once(" on ").map(|(_, m)| m) else {
+        return false;
+    };
+    let Ok(pid) = pid.trim_end_matches(')').parse::<u32>() else {
+        return false;
+    };
+    machine == machine_name()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 fn is_gone(err: &IngestError) -> bool {
     matches!(err, IngestError::Download(fetch) if fetch.is_gone())
 }
@@ -450,6 +565,18 @@ fn shown_link(character: &Character) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_holder_is_dead_only_on_this_machine_with_its_process_gone() {
+        let alive = lease_holder("cli");
+        assert!(!holder_died_here(&alive), "our own process is alive");
+        let dead = format!("started by cli on {} (pid 4194303)", machine_name());
+        assert!(holder_died_here(&dead));
+        assert!(!holder_died_here(
+            "started by cli on another-machine (pid 4194303)"
+        ));
+        assert!(!holder_died_here("garbage"));
+    }
 
     #[test]
     fn a_link_has_expired_when_its_hex_ex_time_has_passed() {

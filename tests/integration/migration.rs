@@ -254,6 +254,40 @@ on_both_databases! {
         assert!(t.cdn.requests().is_empty(), "nothing downloaded");
     }
 
+    async fn a_second_concurrent_migration_is_refused_naming_the_running_one(t: TestDb) {
+        let t = TestApp::start(t).await;
+        let discord = TestDiscord::start().await;
+        for i in 0..8u32 {
+            let character = t.app.db.create_character(&NewCharacter {
+                guild_id: GUILD, owner_id: 10_000 + u64::from(i), name: &format!("Slow {i}"), class: None, bio: None,
+            }).await.unwrap();
+            let url = t.cdn.host_slowly(&format!("/attachments/9/{i}/slow.png"), images::png(12 + i, 12), "image/png", Duration::from_millis(700));
+            t.app.db.set_character_external_portrait(character.id, &url).await.unwrap();
+        }
+        let first = migrator(&t, &discord);
+        let running = tokio::spawn(async move {
+            let options = MigrateOptions { started_by: "first-admin".into(), ..options(false) };
+            first.run(&options, &|_| {}).await
+        });
+        // The run is recorded once it holds the lease.
+        for _ in 0..100 {
+            if !t.app.db.migration_runs(1).await.unwrap().is_empty() { break; }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let second = migrator(&t, &discord);
+        let options = MigrateOptions { started_by: "second-admin".into(), ..options(false) };
+        let refused = second.run(&options, &|_| {}).await.expect_err("refused while the first runs");
+        let message = refused.to_string();
+        assert!(message.contains("already running") && message.contains("first-admin"), "{message}");
+        assert_eq!(t.app.db.migration_runs(5).await.unwrap().len(), 1, "the refused run recorded nothing");
+
+        let done = running.await.unwrap().expect("the first run completes");
+        assert_eq!(done.migrated, 8);
+        let after = second.run(&options, &|_| {}).await.expect("free again once the first is done");
+        assert_eq!(after.migrated, 0);
+    }
+
     async fn a_rollback_restores_every_legacy_url_of_the_run(t: TestDb) {
         let t = TestApp::start(t).await;
         let discord = TestDiscord::start().await;
