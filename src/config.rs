@@ -199,6 +199,83 @@ pub struct BotConfig {
     /// Seconds in-flight uploads get to finish after SIGTERM before the bot exits anyway.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+
+    /// Gateway shards across all machines: a number, or `auto` for Discord's recommendation
+    /// (all run in this process). Unset: one shard.
+    #[arg(long, env = "SHARD_COUNT")]
+    pub shard_count: Option<String>,
+
+    /// The shards this process runs, e.g. `0-1` or `2` (needs a numeric SHARD_COUNT; default:
+    /// all of them). Each machine runs its own range; share PostgreSQL between them.
+    #[arg(long, env = "SHARD_IDS")]
+    pub shard_ids: Option<String>,
+}
+
+/// Which gateway shards this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardPlan {
+    /// One shard: fine up to 2,500 servers.
+    Single,
+    /// As many as Discord recommends, all here.
+    Auto,
+    /// Shards `first..=last` of `total`.
+    Range { first: u32, last: u32, total: u32 },
+}
+
+impl ShardPlan {
+    fn parse(count: Option<&str>, ids: Option<&str>) -> Result<ShardPlan, String> {
+        let count = count.map(str::trim).filter(|c| !c.is_empty());
+        let ids = ids.map(str::trim).filter(|i| !i.is_empty());
+        let total = match count {
+            None if ids.is_some() => {
+                return Err("SHARD_IDS needs SHARD_COUNT (the total across all machines)".into())
+            }
+            None => return Ok(ShardPlan::Single),
+            Some(c) if c.eq_ignore_ascii_case("auto") => {
+                return match ids {
+                    Some(_) => Err("SHARD_IDS needs a numeric SHARD_COUNT, not `auto`".into()),
+                    None => Ok(ShardPlan::Auto),
+                }
+            }
+            Some(c) => match c.parse::<u32>() {
+                Ok(total) if total > 0 => total,
+                _ => {
+                    return Err(format!(
+                        "SHARD_COUNT must be a positive number or `auto` (got `{c}`)"
+                    ))
+                }
+            },
+        };
+        let (first, last) = match ids {
+            None => (0, total - 1),
+            Some(ids) => {
+                let parse = |s: &str| {
+                    s.trim()
+                        .parse::<u32>()
+                        .map_err(|_| format!("SHARD_IDS must look like `0-1` or `2` (got `{ids}`)"))
+                };
+                match ids.split_once('-') {
+                    Some((a, b)) => (parse(a)?, parse(b)?),
+                    None => (parse(ids)?, parse(ids)?),
+                }
+            }
+        };
+        if first > last || last >= total {
+            return Err(format!(
+                "SHARD_IDS `{first}-{last}` must be within 0-{} (SHARD_COUNT is {total})",
+                total - 1
+            ));
+        }
+        Ok(ShardPlan::Range { first, last, total })
+    }
+
+    /// Whether this process runs shard 0 (the one that registers commands).
+    pub fn includes_first_shard(self) -> bool {
+        match self {
+            ShardPlan::Single | ShardPlan::Auto => true,
+            ShardPlan::Range { first, .. } => first == 0,
+        }
+    }
 }
 
 /// The validated bot settings.
@@ -213,6 +290,7 @@ pub struct BotSettings {
     pub max_characters_per_player: u64,
     pub uploads_per_10_minutes: u32,
     pub shutdown_grace: Duration,
+    pub shards: ShardPlan,
 }
 
 impl BotConfig {
@@ -237,8 +315,11 @@ impl BotConfig {
         if self.uploads_per_10_minutes == 0 {
             problems.push("UPLOADS_PER_10_MINUTES must be at least 1".into());
         }
-        match token {
-            Some(token) if problems.is_empty() => Ok(BotSettings {
+        let shards = ShardPlan::parse(self.shard_count.as_deref(), self.shard_ids.as_deref())
+            .map_err(|problem| problems.push(problem))
+            .ok();
+        match (token, shards) {
+            (Some(token), Some(shards)) if problems.is_empty() => Ok(BotSettings {
                 token,
                 api_base: self
                     .discord
@@ -252,6 +333,7 @@ impl BotConfig {
                 max_characters_per_player: self.max_characters_per_player,
                 uploads_per_10_minutes: self.uploads_per_10_minutes,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+                shards,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -628,6 +710,47 @@ mod tests {
         assert_eq!(r2.public_url, "https://img.example.com");
         for debug in [format!("{config:?}"), format!("{settings:?}")] {
             assert!(!debug.contains("super-secret-value"), "{debug}");
+        }
+    }
+
+    #[test]
+    fn shard_settings_parse_into_a_plan_or_a_clear_error() {
+        let plan = |count, ids| ShardPlan::parse(count, ids);
+        assert_eq!(plan(None, None), Ok(ShardPlan::Single));
+        assert_eq!(plan(Some("auto"), None), Ok(ShardPlan::Auto));
+        assert_eq!(
+            plan(Some("4"), None),
+            Ok(ShardPlan::Range {
+                first: 0,
+                last: 3,
+                total: 4
+            })
+        );
+        assert_eq!(
+            plan(Some("4"), Some("2-3")),
+            Ok(ShardPlan::Range {
+                first: 2,
+                last: 3,
+                total: 4
+            })
+        );
+        assert_eq!(
+            plan(Some("4"), Some("1")),
+            Ok(ShardPlan::Range {
+                first: 1,
+                last: 1,
+                total: 4
+            })
+        );
+        for (count, ids, fragment) in [
+            (None, Some("0-1"), "needs SHARD_COUNT"),
+            (Some("auto"), Some("0"), "numeric SHARD_COUNT"),
+            (Some("0"), None, "positive number"),
+            (Some("4"), Some("3-5"), "within 0-3"),
+            (Some("4"), Some("x"), "look like"),
+        ] {
+            let err = plan(count, ids).expect_err("invalid");
+            assert!(err.contains(fragment), "{err}");
         }
     }
 

@@ -17,7 +17,7 @@ use lifecycle::Lifecycle;
 use limits::{UploadLimiter, UPLOAD_WINDOW};
 
 use crate::app::App;
-use crate::config::BotSettings;
+use crate::config::{BotSettings, ShardPlan};
 
 pub type Context<'a> = poise::Context<'a, Data, BotError>;
 
@@ -131,6 +131,7 @@ pub async fn run(
     let http = http_client(&settings);
     let intents = intents(&settings);
     let grace = settings.shutdown_grace;
+    let shards = settings.shards;
 
     let data = Data {
         limiter: UploadLimiter::new(settings.uploads_per_10_minutes, UPLOAD_WINDOW),
@@ -186,7 +187,16 @@ pub async fn run(
         shard_manager.shutdown_all().await;
     });
 
-    match client.start().await {
+    let started = match shards {
+        ShardPlan::Single => client.start().await,
+        ShardPlan::Auto => client.start_autosharded().await,
+        // serenity treats the range's end as the last shard, inclusive.
+        ShardPlan::Range { first, last, total } => {
+            tracing::info!(first, last, total, "running gateway shards");
+            client.start_shard_range(first..last, total).await
+        }
+    };
+    match started {
         Ok(()) => Ok(()),
         Err(serenity::Error::Gateway(serenity::GatewayError::DisallowedGatewayIntents)) => {
             Err(RunError::DisallowedIntents)

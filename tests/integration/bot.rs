@@ -590,3 +590,82 @@ async fn the_migration_command_is_admin_only_and_edits_its_progress_at_most_ever
         (24, "completed")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bots_with_different_shard_ranges_share_the_gateway_and_one_postgres_database() {
+    let Some(db) = TestDb::postgres("two_bots_with_different_shard_ranges").await else {
+        return;
+    };
+    let discord = discord::TestDiscord::start().await;
+    let guild_a = discord::guild_on_shard(0, 2, 1);
+    let guild_b = discord::guild_on_shard(1, 2, 1);
+    discord.add_guild(guild_a);
+    discord.add_guild(guild_b);
+    let s3 = TestS3::start().await;
+    let cdn = TestCdn::start().await;
+    let mut bots = Vec::new();
+    for shard in 0..2u32 {
+        let settings = settings(&db, StorageSettings::R2(s3.settings()), &cdn);
+        let mut bot = bot_settings(&discord, &BotOptions::default());
+        bot.shards = portrait_bot::config::ShardPlan::Range {
+            first: shard,
+            last: shard,
+            total: 2,
+        };
+        bots.push(tokio::spawn(portrait_bot::cli::run_bot(
+            settings,
+            bot,
+            std::future::pending(),
+        )));
+    }
+    discord.wait_ready(2).await;
+    let mut shards: Vec<String> = discord
+        .identifies()
+        .iter()
+        .map(|i| i["shard"].to_string())
+        .collect();
+    shards.sort();
+    assert_eq!(
+        shards,
+        ["[0,2]", "[1,2]"],
+        "each process identifies as its own shard"
+    );
+    let registrations = discord
+        .rest_calls()
+        .iter()
+        .filter(|c| c.method == "PUT" && c.path.ends_with("/commands"))
+        .count();
+    assert_eq!(
+        registrations, 1,
+        "only shard 0's process registers commands"
+    );
+
+    for (guild, name) in [(guild_a, "Ash"), (guild_b, "Birch")] {
+        let png = images::png(30, 31);
+        let url = cdn.host(
+            &format!("/attachments/{guild}/1/{name}.png"),
+            png,
+            "image/png",
+        );
+        let image = Attachment::new("p.png", &url, 100);
+        let interaction = register(name)
+            .guild(guild)
+            .option_attachment("portrait", &image)
+            .build();
+        discord.send_interaction(interaction.clone()).await;
+        let reply = discord
+            .wait_for_rest("the reply", discord::is_followup(&interaction), ANSWER)
+            .await;
+        let character = db
+            .db
+            .find_character(guild, PLAYER, name)
+            .await
+            .unwrap()
+            .expect("stored in the shared database");
+        assert_eq!(embed_image(reply.body()), character.portrait_url.as_deref());
+    }
+    assert_eq!(s3.keys().await.len(), 2, "both uploads stored");
+    for bot in bots {
+        bot.abort();
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use portrait_bot::config::{BotSettings, StorageSettings};
+use portrait_bot::config::{BotSettings, ShardPlan, StorageSettings};
 use portrait_bot::db::Character;
 use portrait_bot::secret::Secret;
 use serde_json::Value;
@@ -196,6 +196,7 @@ pub fn bot_settings(discord: &TestDiscord, options: &BotOptions) -> BotSettings 
         max_characters_per_player: options.max_characters_per_player,
         uploads_per_10_minutes: options.uploads_per_10_minutes,
         shutdown_grace: Duration::from_secs(10),
+        shards: ShardPlan::Single,
     }
 }
 

@@ -38,4 +38,6 @@ pub const BOT_VARIABLES: &[&str] = &[
     "MAX_CHARACTERS_PER_PLAYER",
     "UPLOADS_PER_10_MINUTES",
     "SHUTDOWN_GRACE_SECS",
+    "SHARD_COUNT",
+    "SHARD_IDS",
 ];
