@@ -15,6 +15,7 @@ pub const UPLOAD_LATENCY_SECONDS: &str = "r2_upload_latency_seconds";
 pub const VALIDATION_REJECTIONS_TOTAL: &str = "portrait_validation_rejections_total";
 pub const FALLBACKS_TOTAL: &str = "portrait_fallbacks_total";
 pub const INGEST_STAGE_SECONDS: &str = "portrait_ingest_stage_seconds";
+pub const MIGRATION_ITEMS_TOTAL: &str = "portrait_migration_items_total";
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -32,6 +33,8 @@ pub struct Metrics {
     /// Time spent in each pipeline stage (`fetch`, `inspect`, `check` (decode and sanitize), `store`,
     /// `record`).
     pub ingest_stage_seconds: HistogramVec,
+    /// Characters processed by CDN migrations, by `outcome` (`migrated`, `failed`).
+    pub migration_items_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -94,6 +97,15 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let migration_items_total = IntCounterVec::new(
+            Opts::new(
+                MIGRATION_ITEMS_TOTAL,
+                "Characters processed by Discord CDN migrations, by outcome.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+
         for collector in [
             Box::new(uploads_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(upload_errors_total.clone()),
@@ -102,6 +114,7 @@ impl Metrics {
             Box::new(validation_rejections_total.clone()),
             Box::new(fallbacks_total.clone()),
             Box::new(ingest_stage_seconds.clone()),
+            Box::new(migration_items_total.clone()),
         ] {
             registry
                 .register(collector)
@@ -117,6 +130,7 @@ impl Metrics {
             validation_rejections_total,
             fallbacks_total,
             ingest_stage_seconds,
+            migration_items_total,
         }
     }
 
@@ -168,6 +182,10 @@ mod tests {
             .ingest_stage_seconds
             .with_label_values(&["decode"])
             .observe(0.01);
+        metrics
+            .migration_items_total
+            .with_label_values(&["migrated"])
+            .inc();
         let text = metrics.render();
         for name in [
             UPLOADS_TOTAL,
@@ -177,6 +195,7 @@ mod tests {
             VALIDATION_REJECTIONS_TOTAL,
             FALLBACKS_TOTAL,
             INGEST_STAGE_SECONDS,
+            MIGRATION_ITEMS_TOTAL,
         ] {
             assert!(
                 text.contains(&format!("# HELP {name} ")),

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use crate::db::{Character, Db, DbError, MigrationRun};
 use crate::discord_api::{DiscordApi, REFRESH_BATCH};
 use crate::fetch::{redacted, Origin};
+use crate::metrics::Metrics;
 use crate::portrait::{IngestError, IngestRequest, PortraitService, PortraitSource, Upload};
 
 /// How many items a dry run lists.
@@ -292,7 +293,7 @@ impl CdnMigrator {
             .collect();
         let mut fresh_links = self.refresh(&expired).await;
 
-        let counters = Counters::new(total);
+        let counters = Counters::new(total, self.portraits.metrics().clone());
         let retry_after_refresh = Mutex::new(Vec::new());
         let failures = Mutex::new(Vec::new());
         futures::stream::iter(&selected)
@@ -449,6 +450,7 @@ impl CdnMigrator {
 }
 
 struct Counters {
+    metrics: Metrics,
     total: u64,
     done: AtomicU64,
     migrated: AtomicU64,
@@ -456,8 +458,9 @@ struct Counters {
 }
 
 impl Counters {
-    fn new(total: u64) -> Self {
+    fn new(total: u64, metrics: Metrics) -> Self {
         Self {
+            metrics,
             total,
             done: AtomicU64::new(0),
             migrated: AtomicU64::new(0),
@@ -466,12 +469,20 @@ impl Counters {
     }
 
     fn migrated(&self, on_progress: &(dyn Fn(Progress) + Send + Sync)) {
+        self.metrics
+            .migration_items_total
+            .with_label_values(&["migrated"])
+            .inc();
         self.migrated.fetch_add(1, Ordering::SeqCst);
         self.done.fetch_add(1, Ordering::SeqCst);
         on_progress(self.snapshot());
     }
 
     fn failed(&self, on_progress: &(dyn Fn(Progress) + Send + Sync)) {
+        self.metrics
+            .migration_items_total
+            .with_label_values(&["failed"])
+            .inc();
         self.failed.fetch_add(1, Ordering::SeqCst);
         self.done.fetch_add(1, Ordering::SeqCst);
         on_progress(self.snapshot());

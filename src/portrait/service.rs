@@ -225,6 +225,11 @@ impl PortraitService {
         &self.settings.default_portrait_url
     }
 
+    /// The application's metrics, for services built on this one.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn limits(&self) -> &InspectLimits {
         &self.settings.limits
     }

@@ -227,6 +227,8 @@ on_both_databases! {
             assert!(urls <= 50, "refresh batches hold at most 50 links, got {urls}");
         }
         assert!(t.cdn.requests().len() > 180, "the throttled requests were retried");
+        assert_eq!(t.metric(r#"portrait_migration_items_total{outcome="migrated"}"#), 150.0);
+        assert_eq!(t.metric(r#"portrait_migration_items_total{outcome="failed"}"#), 30.0);
 
         let keys_after_first = t.bucket_keys().await;
         let second = run(&migrator(&t, &discord), false).await;
