@@ -90,7 +90,7 @@ async fn run() {
         verdict(peak_mib <= 200.0)
     );
     println!(
-        "| RSS growth refusing a 1 GiB download ({refused}) | {growth_mib:.1} MiB | ≤ cap + 2 = {:.0} MiB | {} |",
+        "| RSS growth refusing a 1 GiB download ({refused}) | {growth_mib:.2} MiB | ≤ cap + 2 = {:.0} MiB | {} |",
         cap_mib + 2.0,
         verdict(growth_mib <= cap_mib + 2.0)
     );
