@@ -592,8 +592,9 @@ async fn the_migration_command_is_admin_only_and_edits_its_progress_at_most_ever
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_bots_with_different_shard_ranges_share_the_gateway_and_one_postgres_database() {
-    let Some(db) = TestDb::postgres("two_bots_with_different_shard_ranges").await else {
+async fn two_bot_processes_with_different_shard_ranges_share_the_gateway_and_one_postgres_database()
+{
+    let Some(db) = TestDb::postgres("two_bot_processes_with_different_shard_ranges").await else {
         return;
     };
     let discord = discord::TestDiscord::start().await;
@@ -603,20 +604,32 @@ async fn two_bots_with_different_shard_ranges_share_the_gateway_and_one_postgres
     discord.add_guild(guild_b);
     let s3 = TestS3::start().await;
     let cdn = TestCdn::start().await;
-    let mut bots = Vec::new();
-    for shard in 0..2u32 {
-        let settings = settings(&db, StorageSettings::R2(s3.settings()), &cdn);
-        let mut bot = bot_settings(&discord, &BotOptions::default());
-        bot.shards = portrait_bot::config::ShardPlan::Range {
-            first: shard,
-            last: shard,
-            total: 2,
-        };
-        bots.push(tokio::spawn(portrait_bot::cli::run_bot(
-            settings,
-            bot,
-            std::future::pending(),
-        )));
+    let dir = tempfile::tempdir().unwrap();
+    let mut processes = Vec::new();
+    for shard in ["0", "1"] {
+        let process = crate::cli::portrait_bot(dir.path())
+            .env("DATABASE_URL", &db.url)
+            .env("DISCORD_TOKEN", discord::BOT_TOKEN)
+            .env("DISCORD_API_BASE", discord.api_base())
+            .env("DEV_GUILD_ID", guild_a.to_string())
+            .env("SHARD_COUNT", "2")
+            .env("SHARD_IDS", shard)
+            .env("R2_ENDPOINT", s3.endpoint())
+            .env("R2_ACCESS_KEY_ID", crate::support::s3::ACCESS_KEY)
+            .env("R2_SECRET_ACCESS_KEY", crate::support::s3::SECRET_KEY)
+            .env("R2_BUCKET_NAME", crate::support::s3::BUCKET)
+            .env("R2_PUBLIC_URL", crate::support::s3::PUBLIC_URL)
+            .env("CDN_ALLOWED_ORIGINS", cdn.origin())
+            .env(
+                "HTTP_ADDR",
+                format!("127.0.0.1:{}", crate::cli::free_port()),
+            )
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("portrait-bot run starts");
+        processes.push(KillOnDrop(process));
     }
     discord.wait_ready(2).await;
     let mut shards: Vec<String> = discord
@@ -630,6 +643,9 @@ async fn two_bots_with_different_shard_ranges_share_the_gateway_and_one_postgres
         ["[0,2]", "[1,2]"],
         "each process identifies as its own shard"
     );
+    discord
+        .wait_for_rest("command registration", |c| c.method == "PUT", ANSWER)
+        .await;
     let registrations = discord
         .rest_calls()
         .iter()
@@ -665,7 +681,14 @@ async fn two_bots_with_different_shard_ranges_share_the_gateway_and_one_postgres
         assert_eq!(embed_image(reply.body()), character.portrait_url.as_deref());
     }
     assert_eq!(s3.keys().await.len(), 2, "both uploads stored");
-    for bot in bots {
-        bot.abort();
+}
+
+/// A child process stopped when the test ends, pass or fail.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
