@@ -3,6 +3,7 @@
 mod bot;
 mod cli;
 mod db;
+mod deploy;
 mod discord_harness;
 mod import;
 mod migration;
