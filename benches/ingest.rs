@@ -3,6 +3,8 @@
 //!
 //! Reproduce: `cargo bench --bench ingest`
 
+#[path = "common/images.rs"]
+mod fixtures;
 #[path = "../tests/integration/support/s3.rs"]
 mod s3;
 
@@ -17,8 +19,6 @@ use axum::extract::{Path as UrlPath, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use image::codecs::jpeg::JpegEncoder;
-use image::{ImageEncoder, RgbImage};
 use portrait_bot::app::App;
 use portrait_bot::config::{AppEnv, DatabaseUrl, Settings, StorageSettings};
 use portrait_bot::db::NewCharacter;
@@ -70,7 +70,7 @@ async fn run() {
     let (refuse_before_kib, refuse_peak_kib, refused) = refuse_endless_download(&app, &cdn).await;
     let (baseline_kib, peak_kib, elapsed) = concurrent_large_uploads(&app, &cdn, &large).await;
     let small: Vec<Bytes> = (0..THROUGHPUT_IMAGES)
-        .map(|i| Bytes::from(photo_jpeg(2000, 1500, i as u32, 92)))
+        .map(|i| Bytes::from(fixtures::photo_jpeg(2000, 1500, i as u32, 92)))
         .collect();
     let (ingest_secs, bare_secs, bytes) = throughput(&app, &s3, &small).await;
 
@@ -110,7 +110,7 @@ async fn run() {
 /// simulated CDN streams them instead of holding them in this process's memory.
 fn write_large_fixtures(dir: &Path) -> Vec<(String, u64)> {
     let mut files = Vec::new();
-    let photo = photo_jpeg(8000, 5000, 7, 80);
+    let photo = fixtures::photo_jpeg(8000, 5000, 7, 80);
     assert!(
         photo.len() as u64 <= MAX_UPLOAD_BYTES,
         "photo is {} bytes",
@@ -120,56 +120,13 @@ fn write_large_fixtures(dir: &Path) -> Vec<(String, u64)> {
     files.push(("photo-40mp.jpg".to_owned(), photo.len() as u64));
     drop(photo);
     for i in 0..CONCURRENT_UPLOADS - 1 {
-        let png = noise_png(1800, 1800, i as u64);
+        let png = fixtures::noise_png(1800, 1800, i as u64);
         assert!(png.len() as u64 <= MAX_UPLOAD_BYTES);
         let name = format!("noise-{i}.png");
         std::fs::write(dir.join(&name), &png).expect("write");
         files.push((name, png.len() as u64));
     }
     files
-}
-
-/// A smooth photo-like gradient with fine grain, so JPEG sizes resemble real photos.
-fn photo_jpeg(width: u32, height: u32, seed: u32, quality: u8) -> Vec<u8> {
-    let image = RgbImage::from_fn(width, height, |x, y| {
-        let grain = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503) ^ seed) % 24;
-        image::Rgb([
-            ((x * 255 / width) as u8).saturating_add(grain as u8),
-            ((y * 255 / height) as u8).saturating_add(grain as u8 / 2),
-            (((x + y + seed) % 256) as u8).saturating_add(grain as u8),
-        ])
-    });
-    let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, quality)
-        .write_image(
-            image.as_raw(),
-            width,
-            height,
-            image::ExtendedColorType::Rgb8,
-        )
-        .expect("encode JPEG");
-    out
-}
-
-fn noise_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    let pixels: Vec<u8> = (0..width as usize * height as usize * 3)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new_with_quality(
-        &mut out,
-        image::codecs::png::CompressionType::Fast,
-        image::codecs::png::FilterType::NoFilter,
-    )
-    .write_image(&pixels, width, height, image::ExtendedColorType::Rgb8)
-    .expect("encode PNG");
-    out
 }
 
 fn settings(s3: &s3::TestS3, cdn: &FileCdn, db_dir: &Path) -> Settings {

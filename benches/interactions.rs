@@ -27,6 +27,8 @@
 mod cdn;
 #[path = "../tests/integration/support/discord.rs"]
 mod discord;
+#[path = "common/images.rs"]
+mod fixtures;
 #[path = "../tests/integration/support/s3.rs"]
 mod s3;
 #[path = "../tests/integration/support/variables.rs"]
@@ -40,7 +42,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
 use bytes::Bytes;
-use image::ImageEncoder;
 use serde_json::Value;
 
 use discord::{slash_command, Attachment, RestCall, TestDiscord, BOT_TOKEN, GUILD_ID};
@@ -129,33 +130,12 @@ async fn run(services: &tokio::runtime::Handle) -> anyhow::Result<()> {
 /// object, never "already stored".
 fn fixtures() -> (Vec<Bytes>, Vec<Bytes>) {
     let big: Vec<Bytes> = (0..BIG_UPLOADS)
-        .map(|i| Bytes::from(noise_png(BIG_SIDE, BIG_SIDE, 10_000 + i as u64)))
+        .map(|i| Bytes::from(fixtures::noise_png(BIG_SIDE, BIG_SIDE, 10_000 + i as u64)))
         .collect();
     let small = (0..2 * PROBES)
-        .map(|i| Bytes::from(noise_png(48, 48, i as u64)))
+        .map(|i| Bytes::from(fixtures::noise_png(48, 48, i as u64)))
         .collect();
     (big, small)
-}
-
-fn noise_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    let pixels: Vec<u8> = (0..width as usize * height as usize * 3)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new_with_quality(
-        &mut out,
-        image::codecs::png::CompressionType::Fast,
-        image::codecs::png::FilterType::NoFilter,
-    )
-    .write_image(&pixels, width, height, image::ExtendedColorType::Rgb8)
-    .expect("encode PNG");
-    out
 }
 
 /// Everything the table shows.

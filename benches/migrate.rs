@@ -7,6 +7,8 @@
 //!
 //! Reproduce: `cargo bench --bench migrate`
 
+#[path = "common/images.rs"]
+mod fixtures;
 #[path = "../tests/integration/support/s3.rs"]
 mod s3;
 
@@ -20,8 +22,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use image::codecs::jpeg::JpegEncoder;
-use image::{ImageEncoder, RgbImage};
 use portrait_bot::app::App;
 use portrait_bot::config::{AppEnv, DatabaseUrl, Settings, StorageSettings};
 use portrait_bot::db::NewCharacter;
@@ -330,7 +330,7 @@ fn write_photos(dir: &Path, count: usize) -> Vec<u64> {
                     (t..count)
                         .step_by(threads)
                         .map(|i| {
-                            let jpeg = photo_jpeg(
+                            let jpeg = fixtures::photo_jpeg(
                                 PHOTO_WIDTH,
                                 PHOTO_HEIGHT,
                                 i as u32 * 7919,
@@ -358,29 +358,6 @@ fn write_photos(dir: &Path, count: usize) -> Vec<u64> {
         );
     });
     sizes
-}
-
-/// A smooth photo-like gradient with fine grain (as in the ingest benchmark), so JPEG sizes
-/// resemble real photos; `seed` makes each one a different image.
-fn photo_jpeg(width: u32, height: u32, seed: u32, quality: u8) -> Vec<u8> {
-    let image = RgbImage::from_fn(width, height, |x, y| {
-        let grain = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503) ^ seed) % 24;
-        image::Rgb([
-            ((x * 255 / width) as u8).saturating_add(grain as u8),
-            ((y * 255 / height) as u8).saturating_add(grain as u8 / 2),
-            (((x + y + seed) % 256) as u8).saturating_add(grain as u8),
-        ])
-    });
-    let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, quality)
-        .write_image(
-            image.as_raw(),
-            width,
-            height,
-            image::ExtendedColorType::Rgb8,
-        )
-        .expect("encode JPEG");
-    out
 }
 
 /// Seconds per portrait for the pipeline's decode check alone, and for its SHA-256, on one

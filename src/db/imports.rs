@@ -8,10 +8,10 @@
 //! ([`ImportTransaction::create`] or [`ImportTransaction::compare_and_update`]); the rules
 //! deciding what to write live in the service, not here.
 
-use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{character_name_key, from_db_id, now_text, to_db_id, Backend, Character, Db, DbError};
+use super::characters::character_from_row;
+use super::{character_name_key, now_text, to_db_id, Backend, Character, Db, DbError};
 
 /// A character found by an import, and where its stored portrait came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,21 +52,6 @@ const CHARACTER_COLUMNS: &str = "c.id, c.guild_id, c.owner_id, c.name, c.class, 
 /// Must match `migration_runs::ITEM_MIGRATED`: the status of a migration item whose change
 /// is in place (not failed, not rolled back).
 const MIGRATED: &str = "migrated";
-
-fn character_from_row(row: &AnyRow) -> Result<Character, sqlx::Error> {
-    Ok(Character {
-        id: row.try_get("id")?,
-        guild_id: from_db_id(row.try_get("guild_id")?),
-        owner_id: from_db_id(row.try_get("owner_id")?),
-        name: row.try_get("name")?,
-        class: row.try_get("class")?,
-        bio: row.try_get("bio")?,
-        portrait_id: row.try_get("portrait_id")?,
-        portrait_url: row.try_get("portrait_url")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
 
 impl Db {
     /// Starts one batch of an import.
