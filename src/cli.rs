@@ -17,8 +17,8 @@ use crate::discord_api::DiscordApi;
 use crate::http;
 use crate::migration::cdn::{CdnMigrator, MigrateOptions};
 use crate::migration::import::{import_file, ImportOptions};
-use crate::migration::orphans::{cleanup_orphans, parse_age};
-use crate::migration::prefix::migrate_prefix;
+use crate::migration::orphans::{delete_orphans, find_orphans, parse_age, spare, OrphanReport};
+use crate::migration::prefix::{migrate_prefix, MigrationError};
 use crate::portrait::{IngestRequest, PortraitSource, Upload};
 use crate::storage::Store;
 use crate::units::human_bytes;
@@ -175,14 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CleanupOrphans(args) => {
             let app = App::build(settings).await?;
-            let result = cleanup_orphans(
-                &app.db,
-                &app.store,
-                app.settings.app_env.as_str(),
-                args.older_than,
-                args.execute,
-            )
-            .await;
+            let result = cleanup(&app, &args).await;
             app.shutdown().await;
             let report = result?;
             print!("{report}");
@@ -245,6 +238,33 @@ async fn import(settings: Settings, args: ImportArgs) -> anyhow::Result<ExitCode
     let report = result?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Finds the orphans, spares the default portrait when it is hosted in the bucket (no row
+/// references it, yet every character without a portrait shows it), then deletes if asked.
+async fn cleanup(app: &App, args: &CleanupOrphansArgs) -> Result<OrphanReport, MigrationError> {
+    let mut report = find_orphans(
+        &app.db,
+        &app.store,
+        app.settings.app_env.as_str(),
+        args.older_than,
+    )
+    .await?;
+    if let Some(key) = app
+        .store
+        .key_of_public_url(&app.settings.default_portrait_url)
+    {
+        spare(
+            &mut report,
+            &key,
+            "it is the default portrait (DEFAULT_PORTRAIT_URL)",
+        );
+    }
+    Ok(if args.execute {
+        delete_orphans(&app.db, &app.store, report).await
+    } else {
+        report
+    })
 }
 
 async fn migrate(settings: Settings, args: MigrateArgs) -> anyhow::Result<ExitCode> {

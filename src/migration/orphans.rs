@@ -205,6 +205,19 @@ pub async fn find_orphans(
 /// right before deleting it, that it is still old enough and that no portrait row or
 /// character URL references it. Objects that fail the check are listed in
 /// [`OrphanReport::kept`]; errors in [`OrphanReport::failures`].
+/// Takes `key` off the list of orphans (it is kept, with `reason`): for objects the
+/// configuration points at that no row references, such as a default portrait in the bucket.
+pub fn spare(report: &mut OrphanReport, key: &str, reason: &str) {
+    let before = report.orphans.len();
+    report.orphans.retain(|object| object.key != key);
+    if report.orphans.len() < before {
+        report.kept.push(KeyFailure {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+}
+
 pub async fn delete_orphans(db: &Db, store: &Store, mut report: OrphanReport) -> OrphanReport {
     report.executed = true;
     let prefix = format!("{}/", report.env_prefix);

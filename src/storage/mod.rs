@@ -291,6 +291,17 @@ impl Store {
         join_public_url(base, key)
     }
 
+    /// The key a public URL of this store points at (the inverse of [`Store::public_url`]), or
+    /// `None` for a URL elsewhere.
+    pub fn key_of_public_url(&self, url: &str) -> Option<String> {
+        let base = self.public_url("");
+        let encoded = url.strip_prefix(&base).filter(|key| !key.is_empty())?;
+        percent_encoding::percent_decode_str(encoded)
+            .decode_utf8()
+            .ok()
+            .map(|key| key.into_owned())
+    }
+
     /// A cheap check that the store is reachable, the credentials work and the bucket (or
     /// folder) exists. For `/healthz`.
     pub async fn ping(&self) -> Result<(), StorageError> {

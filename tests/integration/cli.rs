@@ -446,3 +446,47 @@ fn import_reports_what_it_did_and_a_second_run_creates_nothing() {
     assert!(normalized(&second).contains("created: 0"), "{second}");
     assert!(normalized(&second).contains("unchanged: 2"), "{second}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_orphans_never_deletes_the_default_portrait_hosted_in_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = portrait_bot::storage::Store::local(
+        dir.path().join("data/objects"),
+        "http://localhost:9091/objects".into(),
+    )
+    .unwrap();
+    let default_key = "dev/defaults/portrait.png";
+    let stray_key = "dev/portraits/2026/01/0123456789abcdef_stray.png";
+    for key in [default_key, stray_key] {
+        store
+            .put(key, images::png(9, 9).into(), "image/png", &[])
+            .await
+            .unwrap();
+    }
+    let (output, stdout, stderr) = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || {
+            run(portrait_bot(&dir)
+                .env(
+                    "DEFAULT_PORTRAIT_URL",
+                    format!("http://localhost:9091/objects/{default_key}"),
+                )
+                .args(["cleanup-orphans", "--execute", "--older-than", "0s"]))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        store.exists(default_key).await.unwrap(),
+        "the default portrait is kept: {stdout}"
+    );
+    assert!(
+        !store.exists(stray_key).await.unwrap(),
+        "a real orphan is deleted: {stdout}"
+    );
+    assert!(
+        stdout.contains("default portrait"),
+        "the report says why it was kept: {stdout}"
+    );
+}
