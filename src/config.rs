@@ -63,7 +63,7 @@ pub struct Config {
     #[arg(
         long,
         env = "MAX_IMAGE_DIMENSION",
-        default_value_t = 10_000,
+        default_value_t = InspectLimits::default().max_dimension,
         global = true
     )]
     pub max_image_dimension: u32,
@@ -72,7 +72,7 @@ pub struct Config {
     #[arg(
         long,
         env = "MAX_IMAGE_PIXELS",
-        default_value_t = 40_000_000,
+        default_value_t = InspectLimits::default().max_pixels,
         global = true
     )]
     pub max_image_pixels: u64,

@@ -154,12 +154,15 @@ pub async fn run(
                     shard = ?ready.shard,
                     "connected to Discord"
                 );
-                register(
-                    &ctx.http,
-                    &framework.options().commands,
-                    data.settings.dev_guild_id,
-                )
-                .await?;
+                // Every machine would register the same commands; shard 0's does it once.
+                if data.settings.shards.includes_first_shard() {
+                    register(
+                        &ctx.http,
+                        &framework.options().commands,
+                        data.settings.dev_guild_id,
+                    )
+                    .await?;
+                }
                 Ok(data)
             })
         })

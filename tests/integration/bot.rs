@@ -624,9 +624,10 @@ async fn two_bot_processes_with_different_shard_ranges_share_the_gateway_and_one
                 "HTTP_ADDR",
                 format!("127.0.0.1:{}", crate::cli::free_port()),
             )
+            .env("RUST_LOG", "info")
             .arg("run")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(format!("shard-{shard}.log"))).unwrap())
             .spawn()
             .expect("portrait-bot run starts");
         processes.push(KillOnDrop(process));
@@ -646,14 +647,19 @@ async fn two_bot_processes_with_different_shard_ranges_share_the_gateway_and_one
     discord
         .wait_for_rest("command registration", |c| c.method == "PUT", ANSWER)
         .await;
+    // Both processes are READY; give a wrongly registering second one time to show itself.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let registrations = discord
         .rest_calls()
         .iter()
         .filter(|c| c.method == "PUT" && c.path.ends_with("/commands"))
         .count();
     assert_eq!(
-        registrations, 1,
-        "only shard 0's process registers commands"
+        registrations,
+        1,
+        "only shard 0's process registers commands: {}\n{}",
+        std::fs::read_to_string(dir.path().join("shard-0.log")).unwrap_or_default(),
+        std::fs::read_to_string(dir.path().join("shard-1.log")).unwrap_or_default()
     );
 
     for (guild, name) in [(guild_a, "Ash"), (guild_b, "Birch")] {
