@@ -3,21 +3,21 @@
 //!
 //! Reproduce: `cargo bench --bench ingest`
 
+#[path = "common/file_cdn.rs"]
+mod file_cdn;
 #[path = "common/images.rs"]
 mod fixtures;
 #[path = "../tests/integration/support/s3.rs"]
 mod s3;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use file_cdn::FileCdn;
 use futures::StreamExt;
 use portrait_bot::app::App;
 use portrait_bot::config::{AppEnv, DatabaseUrl, Settings, StorageSettings};
@@ -25,7 +25,6 @@ use portrait_bot::db::NewCharacter;
 use portrait_bot::fetch::{FetchConfig, FetchError, Origin};
 use portrait_bot::portrait::inspect::InspectLimits;
 use portrait_bot::portrait::{IngestRequest, PortraitSource, Upload};
-use tokio::io::AsyncReadExt;
 
 const MIB: u64 = 1024 * 1024;
 const MAX_UPLOAD_BYTES: u64 = 10 * MIB;
@@ -33,17 +32,14 @@ const CONCURRENT_UPLOADS: usize = 16;
 const THROUGHPUT_IMAGES: usize = 48;
 const THROUGHPUT_CONCURRENCY: usize = 4;
 
-/// Set in the child process that plays the CDN, so its buffers are not counted as the bot's.
-const CDN_ROOT_VARIABLE: &str = "PORTRAIT_BENCH_CDN_ROOT";
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    match std::env::var_os(CDN_ROOT_VARIABLE) {
-        Some(root) => runtime.block_on(serve_cdn(PathBuf::from(root))),
+    match file_cdn::child_root() {
+        Some(root) => runtime.block_on(file_cdn::serve(root)),
         None => runtime.block_on(run()),
     }
 }
@@ -59,7 +55,7 @@ async fn run() {
     .expect("fixtures");
 
     let s3 = s3::TestS3::start().await;
-    let cdn = FileCdn::spawn(fixtures.path()).await;
+    let cdn = FileCdn::spawn(fixtures.path(), Duration::ZERO).await;
     let db_dir = tempfile::tempdir().expect("temp dir");
     let app = App::build(settings(&s3, &cdn, db_dir.path()))
         .await
@@ -326,83 +322,4 @@ impl PeakSampler {
         let _ = self.thread.join();
         self.peak.load(Ordering::Relaxed)
     }
-}
-
-/// The simulated CDN, in a child process (this benchmark re-executed in CDN mode), so only
-/// the bot's side of each download is in the measured process.
-struct FileCdn {
-    origin: String,
-    child: std::process::Child,
-}
-
-impl FileCdn {
-    async fn spawn(root: &Path) -> FileCdn {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(std::env::current_exe().expect("own path"))
-            .env(CDN_ROOT_VARIABLE, root)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the CDN process");
-        let stdout = child.stdout.take().expect("CDN stdout");
-        let origin = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .expect("the CDN announces its address");
-            line.trim().to_owned()
-        })
-        .await
-        .expect("CDN address");
-        FileCdn { origin, child }
-    }
-
-    fn origin(&self) -> String {
-        self.origin.clone()
-    }
-}
-
-impl Drop for FileCdn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// CDN mode: streams fixture files from disk in 64 KiB chunks, and an endless body; prints
-/// its origin on the first line of stdout.
-async fn serve_cdn(root: PathBuf) {
-    let router = axum::Router::new()
-        .route("/files/{name}", axum::routing::get(file))
-        .route("/endless", axum::routing::get(endless))
-        .with_state(root);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    println!("http://{}", listener.local_addr().expect("addr"));
-    axum::serve(listener, router).await.expect("serve");
-}
-
-async fn file(State(root): State<PathBuf>, UrlPath(name): UrlPath<String>) -> Response {
-    let file = tokio::fs::File::open(root.join(name))
-        .await
-        .expect("fixture");
-    let stream = futures::stream::unfold(file, |mut file| async move {
-        let mut chunk = vec![0u8; 64 * 1024];
-        match file.read(&mut chunk).await {
-            Ok(0) | Err(_) => None,
-            Ok(n) => {
-                chunk.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), file))
-            }
-        }
-    });
-    Body::from_stream(stream).into_response()
-}
-
-/// 1 GiB, generated lazily, with no Content-Length.
-async fn endless() -> Response {
-    let chunk = Bytes::from(vec![0x42u8; 64 * 1024]);
-    let stream = futures::stream::iter(0..(1024 * MIB / chunk.len() as u64))
-        .map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
-    Body::from_stream(stream).into_response()
 }

@@ -7,20 +7,20 @@
 //!
 //! Reproduce: `cargo bench --bench migrate`
 
+#[path = "common/file_cdn.rs"]
+mod file_cdn;
 #[path = "common/images.rs"]
 mod fixtures;
 #[path = "../tests/integration/support/s3.rs"]
 mod s3;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use file_cdn::FileCdn;
 use futures::StreamExt;
 use portrait_bot::app::App;
 use portrait_bot::config::{AppEnv, DatabaseUrl, Settings, StorageSettings};
@@ -50,19 +50,14 @@ const STAGES: [&str; 5] = ["fetch", "inspect", "check", "store", "record"];
 /// Portraits whose decode check is timed alone, for the CPU cost without queueing.
 const CHECK_SAMPLE: usize = 40;
 
-/// Set in the child process that plays the CDN, so its work is not in the measured process.
-const CDN_ROOT_VARIABLE: &str = "PORTRAIT_BENCH_MIGRATE_CDN_ROOT";
-/// Milliseconds the CDN process waits before answering each request.
-const CDN_LATENCY_VARIABLE: &str = "PORTRAIT_BENCH_MIGRATE_CDN_LATENCY_MS";
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    match std::env::var_os(CDN_ROOT_VARIABLE) {
-        Some(root) => runtime.block_on(serve_cdn(PathBuf::from(root))),
+    match file_cdn::child_root() {
+        Some(root) => runtime.block_on(file_cdn::serve(root)),
         None => runtime.block_on(run()),
     }
 }
@@ -108,7 +103,7 @@ struct CpuClock {
 
 impl CpuClock {
     fn start(cdn: &FileCdn) -> Self {
-        let cdn_pid = cdn.child.id();
+        let cdn_pid = cdn.pid();
         Self {
             cdn_pid,
             cpu_before: cpu_seconds("self") + cpu_seconds(&cdn_pid.to_string()),
@@ -391,7 +386,7 @@ fn settings(s3: &s3::TestS3, cdn: &FileCdn, db_dir: &Path, decode_concurrency: u
         default_portrait_url: "https://bot.example.test/default.png".into(),
         inspect_limits: InspectLimits::default(),
         fetch: FetchConfig {
-            allowed_origins: vec![cdn.origin_parsed()],
+            allowed_origins: vec![Origin::parse(&cdn.origin()).expect("CDN origin")],
             connect_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(60),
         },
@@ -427,7 +422,10 @@ async fn migration_phase(
             .await
             .expect("character");
         app.db
-            .set_character_external_portrait(character.id, &cdn.url(fixture))
+            .set_character_external_portrait(
+                character.id,
+                &format!("{}{}", cdn.origin(), fixture.path),
+            )
             .await
             .expect("CDN link");
     }
@@ -436,7 +434,7 @@ async fn migration_phase(
         app.db.clone(),
         app.portraits.clone(),
         None,
-        vec![cdn.origin_parsed()],
+        vec![Origin::parse(&cdn.origin()).expect("CDN origin")],
     );
     let options = MigrateOptions {
         dry_run: false,
@@ -492,7 +490,7 @@ async fn bare_copy_phase(cdn: &FileCdn, fixtures: &[Fixture], concurrency: usize
     futures::stream::iter(fixtures.iter().enumerate())
         .for_each_concurrent(concurrency, |(i, fixture)| async move {
             let bytes = client
-                .get(cdn.url(fixture))
+                .get(format!("{}{}", cdn.origin(), fixture.path))
                 .send()
                 .await
                 .and_then(|response| response.error_for_status())
@@ -515,88 +513,5 @@ async fn bare_copy_phase(cdn: &FileCdn, fixtures: &[Fixture], concurrency: usize
         secs,
         cpu_secs,
         stages: Vec::new(),
-    }
-}
-
-/// The simulated CDN, in a child process (this benchmark re-executed in CDN mode), so its CPU
-/// time is not the measured process's.
-struct FileCdn {
-    origin: String,
-    child: std::process::Child,
-}
-
-impl FileCdn {
-    /// A CDN answering each request after `latency` (time to first byte).
-    async fn spawn(root: &Path, latency: Duration) -> FileCdn {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(std::env::current_exe().expect("own path"))
-            .env(CDN_ROOT_VARIABLE, root)
-            .env(CDN_LATENCY_VARIABLE, latency.as_millis().to_string())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the CDN process");
-        let stdout = child.stdout.take().expect("CDN stdout");
-        let origin = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .expect("the CDN announces its address");
-            line.trim().to_owned()
-        })
-        .await
-        .expect("CDN address");
-        FileCdn { origin, child }
-    }
-
-    fn url(&self, fixture: &Fixture) -> String {
-        format!("{}{}", self.origin, fixture.path)
-    }
-
-    fn origin_parsed(&self) -> Origin {
-        Origin::parse(&self.origin).expect("CDN origin")
-    }
-}
-
-impl Drop for FileCdn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// CDN mode: serves `/attachments/{channel}/{message}/{file}` from the fixture folder with a
-/// Content-Length and an image type, as Discord's CDN does, after the configured latency;
-/// prints its origin on the first line of stdout.
-async fn serve_cdn(root: PathBuf) {
-    let latency = std::env::var(CDN_LATENCY_VARIABLE)
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-        .map_or(Duration::ZERO, Duration::from_millis);
-    let router = axum::Router::new()
-        .route(
-            "/attachments/{channel}/{message}/{name}",
-            axum::routing::get(attachment),
-        )
-        .with_state((root, latency));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    println!("http://{}", listener.local_addr().expect("addr"));
-    axum::serve(listener, router).await.expect("serve");
-}
-
-async fn attachment(
-    State((root, latency)): State<(PathBuf, Duration)>,
-    UrlPath((_channel, _message, name)): UrlPath<(String, String, String)>,
-) -> Response {
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    if name.contains('/') || name.contains("..") {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    match tokio::fs::read(root.join(name)).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "image/jpeg")], Bytes::from(bytes)).into_response(),
-        Err(_) => StatusCode::NOT_FOUND.into_response(),
     }
 }
