@@ -1,5 +1,6 @@
 //! Ingest benchmark against s3s-fs in process: memory under concurrent large uploads, memory
-//! while refusing an endless download, and throughput beside a bare `put_object` loop.
+//! while refusing an endless download, throughput beside a bare `put_object` loop, and the
+//! decode check's real memory beside its estimate for progressive JPEGs.
 //!
 //! Reproduce: `cargo bench --bench ingest`
 
@@ -23,7 +24,7 @@ use portrait_bot::app::App;
 use portrait_bot::config::{AppEnv, DatabaseUrl, Settings, StorageSettings};
 use portrait_bot::db::NewCharacter;
 use portrait_bot::fetch::{FetchConfig, FetchError, Origin};
-use portrait_bot::portrait::inspect::InspectLimits;
+use portrait_bot::portrait::inspect::{self, InspectLimits};
 use portrait_bot::portrait::{IngestRequest, PortraitSource, Upload};
 
 const MIB: u64 = 1024 * 1024;
@@ -69,6 +70,10 @@ async fn run() {
         .map(|i| Bytes::from(fixtures::photo_jpeg(2000, 1500, i as u32, 92)))
         .collect();
     let (ingest_secs, bare_secs, bytes) = throughput(&app, &s3, &small).await;
+    drop(small);
+    let progressive = tokio::task::spawn_blocking(progressive_checks)
+        .await
+        .expect("progressive checks");
 
     let peak_mib = peak_kib as f64 / 1024.0;
     let growth_mib = refuse_peak_kib.saturating_sub(refuse_before_kib) as f64 / 1024.0;
@@ -99,7 +104,83 @@ async fn run() {
         "| ingest / bare put ratio | {:.2} | — | — |",
         ingest_rate / bare_rate
     );
+    println!("\nDecode check of progressive 4:2:0 JPEGs, one at a time, against `MAX_DECODE_MEMORY_MIB` (default {} MiB):\n", InspectLimits::default().max_decode_memory / MIB);
+    println!("| image | file | estimated decode memory | RSS growth during the check | outcome |");
+    println!("| --- | --- | --- | --- | --- |");
+    for check in &progressive {
+        println!(
+            "| {} | {:.1} MiB | {:.1} MiB | {} | {} |",
+            check.name,
+            check.file_bytes as f64 / MIB as f64,
+            check.estimated as f64 / MIB as f64,
+            check
+                .growth_kib
+                .map_or("— (not decoded)".to_owned(), |kib| format!(
+                    "{:.1} MiB",
+                    kib as f64 / 1024.0
+                )),
+            check.outcome
+        );
+    }
     println!("\nreproduce: cargo bench --bench ingest");
+}
+
+struct ProgressiveCheck {
+    name: &'static str,
+    file_bytes: u64,
+    estimated: u64,
+    /// Peak RSS above the RSS before the check; `None` when refused before decoding.
+    growth_kib: Option<u64>,
+    outcome: String,
+}
+
+/// The largest progressive photo the default limit admits, and a 40 MP one it refuses.
+fn progressive_checks() -> Vec<ProgressiveCheck> {
+    let limits = InspectLimits::default();
+    [
+        ("24 MP (6000×4000)", 6000, 4000),
+        ("40 MP (8000×5000)", 8000, 5000),
+    ]
+    .into_iter()
+    .map(|(name, width, height)| {
+        let jpeg = fixtures::progressive_photo_jpeg(width, height, 70);
+        let estimated = inspect::inspect_header(
+            &jpeg,
+            &InspectLimits {
+                max_decode_memory: u64::MAX,
+                ..limits
+            },
+        )
+        .expect("header")
+        .decode_memory;
+        let (growth_kib, outcome) = match inspect::inspect_header(&jpeg, &limits) {
+            Err(refusal) => (
+                None,
+                format!("refused before decoding ({})", refusal.reason()),
+            ),
+            Ok(info) => {
+                let before = reset_peak_rss();
+                let sampler = PeakSampler::start();
+                let result = inspect::verify_decodes(&jpeg, &info, &limits);
+                let peak = peak_rss_kib().max(sampler.stop());
+                (
+                    Some(peak.saturating_sub(before)),
+                    match result {
+                        Ok(()) => "decoded".to_owned(),
+                        Err(err) => format!("refused: {err}"),
+                    },
+                )
+            }
+        };
+        ProgressiveCheck {
+            name,
+            file_bytes: jpeg.len() as u64,
+            estimated,
+            growth_kib,
+            outcome,
+        }
+    })
+    .collect()
 }
 
 /// 15 incompressible ~9.5 MiB PNGs and one 40-megapixel JPEG photo, written to disk so the
@@ -136,6 +217,7 @@ fn settings(s3: &s3::TestS3, cdn: &FileCdn, db_dir: &Path) -> Settings {
             max_bytes: MAX_UPLOAD_BYTES,
             max_dimension: 10_000,
             max_pixels: 40_000_000,
+            ..InspectLimits::default()
         },
         fetch: FetchConfig {
             allowed_origins: vec![Origin::parse(&cdn.origin()).expect("origin")],

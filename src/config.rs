@@ -77,6 +77,16 @@ pub struct Config {
     )]
     pub max_image_pixels: u64,
 
+    /// Most memory one image's decode check may need, in MiB, estimated from its header;
+    /// costlier images (huge progressive JPEGs or WebPs) are refused before decoding.
+    #[arg(
+        long,
+        env = "MAX_DECODE_MEMORY_MIB",
+        default_value_t = InspectLimits::default().max_decode_memory / (1024 * 1024),
+        global = true
+    )]
+    pub max_decode_memory_mib: u64,
+
     /// Comma-separated origins that images may be downloaded from.
     #[arg(
         long,
@@ -486,6 +496,9 @@ impl Config {
         if self.max_image_pixels == 0 {
             problems.push("MAX_IMAGE_PIXELS must be greater than 0".into());
         }
+        if self.max_decode_memory_mib == 0 {
+            problems.push("MAX_DECODE_MEMORY_MIB must be greater than 0".into());
+        }
         if self.ingest_concurrency == 0 {
             problems.push("INGEST_CONCURRENCY must be at least 1".into());
         }
@@ -524,6 +537,7 @@ impl Config {
                     max_bytes: self.max_upload_bytes,
                     max_dimension: self.max_image_dimension,
                     max_pixels: self.max_image_pixels,
+                    max_decode_memory: self.max_decode_memory_mib.saturating_mul(1024 * 1024),
                 },
                 fetch: FetchConfig {
                     allowed_origins,

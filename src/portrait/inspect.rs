@@ -78,15 +78,21 @@ pub struct InspectLimits {
     pub max_dimension: u32,
     /// Largest width × height.
     pub max_pixels: u64,
+    /// Most working memory one decode check may need, in bytes, as estimated from the header.
+    /// Progressive JPEGs and WebPs need several bytes per pixel, so this refuses a huge one that
+    /// the pixel limit alone would let through to exhaust a small VM.
+    pub max_decode_memory: u64,
 }
 
 impl Default for InspectLimits {
-    /// The documented defaults: `MAX_UPLOAD_BYTES`, `MAX_IMAGE_DIMENSION`, `MAX_IMAGE_PIXELS`.
+    /// The documented defaults: `MAX_UPLOAD_BYTES`, `MAX_IMAGE_DIMENSION`, `MAX_IMAGE_PIXELS`,
+    /// `MAX_DECODE_MEMORY_MIB`.
     fn default() -> Self {
         Self {
             max_bytes: 10 * 1024 * 1024,
             max_dimension: 10_000,
             max_pixels: 40_000_000,
+            max_decode_memory: 96 * 1024 * 1024,
         }
     }
 }
@@ -97,6 +103,9 @@ pub struct ImageInfo {
     pub format: ImageFormat,
     pub width: u32,
     pub height: u32,
+    /// Peak working memory of the decode check, in bytes, estimated from the header (an upper
+    /// bound for the decoders this module drives).
+    pub decode_memory: u64,
     /// Frames proven to decode: 0 after [`inspect_header`] alone, at least 1 after [`inspect`].
     pub frames_checked: u32,
 }
@@ -164,6 +173,22 @@ pub enum Rejection {
     },
 
     #[error(
+        "This {format} image is {width}×{height} pixels and would need about {} of memory to \
+         check; the most allowed is {}. Please save it smaller (about {} megapixels or less) and \
+         try again.",
+        human_bytes(*.needed),
+        human_bytes(*.max),
+        affordable_megapixels(*.width, *.height, *.needed, *.max)
+    )]
+    DecodeTooCostly {
+        format: ImageFormat,
+        width: u32,
+        height: u32,
+        needed: u64,
+        max: u64,
+    },
+
+    #[error(
         "This {format} file seems damaged or incomplete. \
          Please export it again, or upload the original file."
     )]
@@ -185,6 +210,7 @@ impl Rejection {
             Self::DimensionsTooLarge { .. } => "dimensions_too_large",
             Self::TooManyPixels { .. } => "too_many_pixels",
             Self::AnimationTooLarge { .. } => "animation_too_large",
+            Self::DecodeTooCostly { .. } => "decode_too_costly",
             Self::Corrupt { .. } => "corrupt",
         }
     }
@@ -211,6 +237,13 @@ fn human_size(size: u64, other: u64) -> String {
 
 fn megapixels(pixels: u64) -> String {
     format!("{:.1}", pixels as f64 / 1_000_000.0)
+}
+
+/// The size at which an image costing `needed` bytes to decode at `width`×`height` would fit
+/// in `max`: decoding memory grows with the pixel count.
+fn affordable_megapixels(width: u32, height: u32, needed: u64, max: u64) -> String {
+    let pixels = f64::from(width) * f64::from(height) * max as f64 / needed.max(1) as f64;
+    format!("{:.1}", pixels / 1_000_000.0)
 }
 
 fn not_an_image_message(looks_like: Option<&'static str>) -> String {
@@ -240,14 +273,16 @@ pub fn inspect_header(bytes: &[u8], limits: &InspectLimits) -> Result<ImageInfo,
     }
 
     let format = sniff(bytes)?;
-    let (width, height) = header_dimensions(bytes, format)?;
-    check_dimensions(width, height, limits)?;
-    Ok(ImageInfo {
+    let header = read_header(bytes, format)?;
+    let info = ImageInfo {
         format,
-        width,
-        height,
+        width: header.width,
+        height: header.height,
+        decode_memory: header.decode_memory,
         frames_checked: 0,
-    })
+    };
+    check_costs(&info, limits)?;
+    Ok(info)
 }
 
 /// Proves every frame of an image accepted by [`inspect_header`] decodes, so a corrupt or
@@ -268,8 +303,8 @@ pub fn verify_frames(
     limits: &InspectLimits,
 ) -> Result<u32, Rejection> {
     // `info` may come from another call; the limits are cheap to re-check and the decoders
-    // below must never see dimensions that were not checked.
-    check_dimensions(info.width, info.height, limits)?;
+    // below must never see an image whose size and cost were not checked.
+    check_costs(info, limits)?;
     let format = info.format;
     // The decoders are fuzzed but not infallible; a panic on hostile input must become a
     // refusal, not a lost worker thread.
@@ -290,6 +325,20 @@ pub fn inspect(bytes: &[u8], limits: &InspectLimits) -> Result<ImageInfo, Reject
     let mut info = inspect_header(bytes, limits)?;
     info.frames_checked = verify_frames(bytes, &info, limits)?;
     Ok(info)
+}
+
+fn check_costs(info: &ImageInfo, limits: &InspectLimits) -> Result<(), Rejection> {
+    check_dimensions(info.width, info.height, limits)?;
+    if info.decode_memory > limits.max_decode_memory {
+        return Err(Rejection::DecodeTooCostly {
+            format: info.format,
+            width: info.width,
+            height: info.height,
+            needed: info.decode_memory,
+            max: limits.max_decode_memory,
+        });
+    }
+    Ok(())
 }
 
 fn check_dimensions(width: u32, height: u32, limits: &InspectLimits) -> Result<(), Rejection> {
@@ -512,14 +561,31 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 // ---------------------------------------------------------------------------------------------
 // Header dimensions
 
-fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), Rejection> {
+/// What the header says: the size, and what decoding it will cost.
+struct Header {
+    width: u32,
+    height: u32,
+    decode_memory: u64,
+}
+
+/// Headroom for what every decoder keeps whatever the image's size: Huffman or LZW tables,
+/// colour caches, the decompressor's window.
+const DECODER_STATE_MEMORY: u64 = 1024 * 1024;
+
+fn read_header(bytes: &[u8], format: ImageFormat) -> Result<Header, Rejection> {
     match format {
         ImageFormat::Png => {
             let mut decoder = png::Decoder::new(Cursor::new(bytes));
             let header = decoder
                 .read_header_info()
                 .map_err(|e| Rejection::corrupt(format, e))?;
-            Ok((header.width, header.height))
+            // Rows of up to 8 bytes a pixel (16-bit RGBA), the current and the previous one.
+            let row = u64::from(header.width) * 8;
+            Ok(Header {
+                width: header.width,
+                height: header.height,
+                decode_memory: 2 * row + DECODER_STATE_MEMORY,
+            })
         }
         ImageFormat::Jpeg => {
             // The frame header may declare up to 65535×65535; read it unrestricted so the
@@ -535,7 +601,20 @@ fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), Re
             let (width, height) = decoder
                 .dimensions()
                 .ok_or_else(|| Rejection::corrupt(format, "no frame header"))?;
-            Ok((to_u32(width), to_u32(height)))
+            let (width, height) = (to_u32(width), to_u32(height));
+            let output = jpeg_check_colorspace(
+                decoder
+                    .input_colorspace()
+                    .ok_or_else(|| Rejection::corrupt(format, "no colour space"))?,
+            );
+            let layout = jpeg_layout(bytes)
+                .ok_or_else(|| Rejection::corrupt(format, "no frame or scan header"))?;
+            Ok(Header {
+                width,
+                height,
+                decode_memory: layout.decode_memory(width, height, output.num_components())
+                    + DECODER_STATE_MEMORY,
+            })
         }
         ImageFormat::Gif => {
             // Logical screen descriptor; frames are checked one by one when decoding.
@@ -550,14 +629,159 @@ fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), Re
             if width == 0 || height == 0 {
                 return Err(Rejection::corrupt(format, "zero-sized logical screen"));
             }
-            Ok((width, height))
+            // One row of palette indices; frames wider than the screen are held to the same
+            // dimension limits, so a row never exceeds the largest side allowed.
+            Ok(Header {
+                width,
+                height,
+                decode_memory: u64::from(u16::MAX) + DECODER_STATE_MEMORY,
+            })
         }
         ImageFormat::Webp => {
             let decoder = image_webp::WebPDecoder::new(Cursor::new(bytes))
                 .map_err(|e| Rejection::corrupt(format, e))?;
-            Ok(decoder.dimensions())
+            let (width, height) = decoder.dimensions();
+            let output = decoder
+                .output_buffer_size()
+                .ok_or_else(|| Rejection::corrupt(format, "image size overflows"))?
+                as u64;
+            let pixels = u64::from(width) * u64::from(height);
+            // image-webp decodes whole frames. Besides our RGB(A) output, a still image needs
+            // its YUV planes and alpha plane (lossy, 2.5 bytes a pixel) or an RGBA scratch
+            // frame (lossless without alpha, 4); an animation also keeps an RGBA canvas and
+            // decodes each frame into a buffer of its own before compositing it.
+            let working = if decoder.is_animated() { 11 } else { 4 };
+            Ok(Header {
+                width,
+                height,
+                decode_memory: output
+                    .saturating_add(pixels.saturating_mul(working))
+                    .saturating_add(DECODER_STATE_MEMORY),
+            })
         }
     }
+}
+
+/// The colour space [`verify_jpeg`] decodes into: one byte a pixel is enough to prove the scan
+/// decodes (every component's entropy data is still parsed), but the decoder converts to Luma
+/// only from YCbCr or grey; other colour spaces keep their own layout.
+fn jpeg_check_colorspace(input: ColorSpace) -> ColorSpace {
+    match input {
+        ColorSpace::YCbCr | ColorSpace::Luma => ColorSpace::Luma,
+        ColorSpace::RGB | ColorSpace::CMYK | ColorSpace::YCCK => input,
+        _ => ColorSpace::RGBA,
+    }
+}
+
+/// What a JPEG's frame and first scan headers say about the cost of decoding it.
+#[derive(Debug, PartialEq, Eq)]
+struct JpegLayout {
+    /// Progressive, or sequential with components in separate scans: the decoder keeps every
+    /// coefficient of the image until the last scan.
+    buffers_coefficients: bool,
+    /// Each component's (horizontal, vertical) sampling factors.
+    sampling: Vec<(u8, u8)>,
+}
+
+impl JpegLayout {
+    /// Peak bytes zune-jpeg allocates to decode into `output_components` bytes a pixel.
+    fn decode_memory(&self, width: u32, height: u32, output_components: usize) -> u64 {
+        let max_h = u64::from(self.sampling.iter().map(|s| s.0).max().unwrap_or(1).max(1));
+        let max_v = u64::from(self.sampling.iter().map(|s| s.1).max().unwrap_or(1).max(1));
+        let mcus_x = u64::from(width).div_ceil(8 * max_h);
+        let mcus_y = u64::from(height).div_ceil(8 * max_v);
+        let blocks_per_mcu: u64 = self
+            .sampling
+            .iter()
+            .map(|(h, v)| u64::from(*h) * u64::from(*v))
+            .sum();
+        // Coefficients are i16: 128 bytes per 8×8 block.
+        let mcu_row = mcus_x * blocks_per_mcu * 128;
+        let output = u64::from(width) * u64::from(height) * output_components as u64;
+        // One MCU row of samples per component, plus the upsampler's scratch; doubled as slack.
+        let mut bytes = output + 4 * mcu_row;
+        if self.buffers_coefficients {
+            // Vertically subsampled files decoded to grey count MCU rows twice (max_v / max_h).
+            let row_factor = (max_v / max_h).max(1);
+            bytes += mcus_y * row_factor * mcu_row;
+        }
+        bytes
+    }
+}
+
+/// Reads the frame header and the first scan header; `None` when either is missing.
+fn jpeg_layout(bytes: &[u8]) -> Option<JpegLayout> {
+    let mut frame: Option<(bool, Vec<(u8, u8)>)> = None;
+    for segment in jpeg_header_segments(bytes) {
+        match segment.marker {
+            // SOF0–SOF15, which DHT (C4), JPG (C8) and DAC (CC) share the range with.
+            0xC0..=0xCF if !matches!(segment.marker, 0xC4 | 0xC8 | 0xCC) => {
+                // Precision, height, width, then per component: id, sampling, table.
+                let count = usize::from(*segment.payload.get(5)?);
+                let sampling = (0..count)
+                    .map(|i| {
+                        let factors = *segment.payload.get(6 + 3 * i + 1)?;
+                        Some((factors >> 4, factors & 0x0F))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                let progressive = matches!(segment.marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
+                frame = Some((progressive, sampling));
+            }
+            0xDA => {
+                let (progressive, sampling) = frame?;
+                let scan_components = usize::from(*segment.payload.first()?);
+                return Some(JpegLayout {
+                    buffers_coefficients: progressive || scan_components < sampling.len(),
+                    sampling,
+                });
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A marker segment of a JPEG header.
+struct JpegSegment<'a> {
+    marker: u8,
+    payload: &'a [u8],
+    /// Offset just past the segment.
+    end: usize,
+}
+
+/// The marker segments from SOI up to and including the first SOS (whose entropy-coded data
+/// follows it without a length); stops early at EOI or where the file is cut.
+fn jpeg_header_segments(bytes: &[u8]) -> impl Iterator<Item = JpegSegment<'_>> {
+    let mut pos = 2;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        while !done && pos + 4 <= bytes.len() {
+            if bytes[pos] != 0xFF {
+                pos += 1;
+                continue;
+            }
+            let marker = bytes[pos + 1];
+            match marker {
+                0xFF => pos += 1,
+                // Standalone markers carry no length.
+                0x01 | 0xD0..=0xD8 => pos += 2,
+                0xD9 => done = true,
+                _ => {
+                    let length = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+                    let end = pos + 2 + length;
+                    let payload = bytes.get(pos + 4..end.max(pos + 4))?;
+                    done = marker == 0xDA;
+                    pos = end;
+                    return Some(JpegSegment {
+                        marker,
+                        payload,
+                        end,
+                    });
+                }
+            }
+        }
+        None
+    })
 }
 
 fn to_u32(value: usize) -> u32 {
@@ -672,17 +896,11 @@ fn verify_jpeg(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Rejection> {
         .ok_or_else(|| Rejection::corrupt(FORMAT, "no frame header"))?;
     check_dimensions(to_u32(width), to_u32(height), limits)?;
 
-    // One byte per pixel is enough to prove the scan decodes: every component's entropy data
-    // is still parsed, only the colour conversion is skipped. The decoder converts to Luma only
-    // from YCbCr or grey; other colour spaces keep their own layout.
-    let input = decoder
-        .input_colorspace()
-        .ok_or_else(|| Rejection::corrupt(FORMAT, "no colour space"))?;
-    let output = match input {
-        ColorSpace::YCbCr | ColorSpace::Luma => ColorSpace::Luma,
-        ColorSpace::RGB | ColorSpace::CMYK | ColorSpace::YCCK => input,
-        _ => ColorSpace::RGBA,
-    };
+    let output = jpeg_check_colorspace(
+        decoder
+            .input_colorspace()
+            .ok_or_else(|| Rejection::corrupt(FORMAT, "no colour space"))?,
+    );
     decoder.set_options(options.jpeg_set_out_colorspace(output));
     let size = decoder
         .output_buffer_size()
@@ -706,31 +924,10 @@ fn verify_jpeg(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Rejection> {
 /// (0xFF is always stuffed or a restart marker there), and scanning only after the first SOS
 /// skips the EOI of an embedded EXIF thumbnail.
 fn jpeg_has_end_of_image(bytes: &[u8]) -> bool {
-    let mut pos = 2;
-    while pos + 4 <= bytes.len() {
-        if bytes[pos] != 0xFF {
-            pos += 1;
-            continue;
-        }
-        let marker = bytes[pos + 1];
-        match marker {
-            0xFF => pos += 1,
-            // Standalone markers carry no length.
-            0x01 | 0xD0..=0xD8 => pos += 2,
-            0xD9 => return false,
-            _ => {
-                let length = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
-                let end = pos + 2 + length;
-                if marker == 0xDA {
-                    return bytes
-                        .get(end..)
-                        .is_some_and(|scan| find(scan, &[0xFF, 0xD9]).is_some());
-                }
-                pos = end;
-            }
-        }
-    }
-    false
+    jpeg_header_segments(bytes)
+        .find(|segment| segment.marker == 0xDA)
+        .and_then(|scan| bytes.get(scan.end..))
+        .is_some_and(|scan| find(scan, &[0xFF, 0xD9]).is_some())
 }
 
 fn verify_gif(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Rejection> {
@@ -1334,13 +1531,8 @@ pub(crate) mod tests {
         for (bytes, format) in cases {
             let info = inspect(&bytes, &limits()).unwrap_or_else(|e| panic!("{format}: {e:?}"));
             assert_eq!(
-                info,
-                ImageInfo {
-                    format,
-                    width: 40,
-                    height: 30,
-                    frames_checked: 1
-                }
+                (info.format, info.width, info.height, info.frames_checked),
+                (format, 40, 30, 1)
             );
         }
         let gif = inspect(&animated_gif(1), &limits()).expect("a one-frame GIF");
@@ -1560,5 +1752,267 @@ pub(crate) mod tests {
                 (mime, extension, name)
             );
         }
+    }
+
+    // ---- decode memory -------------------------------------------------------------------
+
+    fn encoded_jpeg(
+        width: u16,
+        height: u16,
+        progressive: bool,
+        sampling: jpeg_encoder::SamplingFactor,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+        encoder.set_progressive(progressive);
+        encoder.set_sampling_factor(sampling);
+        encoder
+            .encode(
+                &rgb_pixels(u32::from(width), u32::from(height)),
+                width,
+                height,
+                jpeg_encoder::ColorType::Rgb,
+            )
+            .expect("encode JPEG");
+        out
+    }
+
+    fn grey_progressive_jpeg(width: u16, height: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+        encoder.set_progressive(true);
+        let pixels = noise(usize::from(width) * usize::from(height), 11);
+        encoder
+            .encode(&pixels, width, height, jpeg_encoder::ColorType::Luma)
+            .expect("encode JPEG");
+        out
+    }
+
+    fn opaque_lossless_webp(width: u32, height: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        WebPEncoder::new_lossless(&mut out)
+            .write_image(
+                &noise((width * height * 3) as usize, 13),
+                width,
+                height,
+                ExtendedColorType::Rgb8,
+            )
+            .expect("encode WebP");
+        out
+    }
+
+    #[test]
+    fn the_decode_memory_estimate_bounds_what_every_decoder_really_allocates() {
+        use jpeg_encoder::SamplingFactor;
+        const MIB: u64 = 1024 * 1024;
+        let lossless_frames: Vec<Vec<u8>> = (0..3)
+            .map(|seed| vp8l_payload(&lossless_webp(256, 192, seed)))
+            .collect();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("baseline JPEG 4:4:4", jpeg_file(512, 384)),
+            (
+                "baseline JPEG 4:2:0",
+                encoded_jpeg(512, 384, false, SamplingFactor::R_4_2_0),
+            ),
+            (
+                "progressive JPEG 4:2:0",
+                encoded_jpeg(512, 384, true, SamplingFactor::R_4_2_0),
+            ),
+            (
+                "progressive JPEG 4:4:4",
+                encoded_jpeg(512, 384, true, SamplingFactor::R_4_4_4),
+            ),
+            (
+                "progressive JPEG 4:2:2",
+                encoded_jpeg(512, 384, true, SamplingFactor::R_4_2_2),
+            ),
+            (
+                "progressive JPEG 4:4:0",
+                encoded_jpeg(512, 384, true, SamplingFactor::R_4_4_0),
+            ),
+            ("progressive grey JPEG", grey_progressive_jpeg(512, 384)),
+            ("PNG", png_file(512, 384)),
+            ("animated GIF", animated_gif(3)),
+            ("lossless WebP with alpha", lossless_webp(512, 384, 1)),
+            (
+                "lossless WebP without alpha",
+                opaque_lossless_webp(512, 384),
+            ),
+            (
+                "animated lossless WebP",
+                animated_webp(256, 192, &lossless_frames),
+            ),
+            (
+                "lossy WebP",
+                include_bytes!("../../tests/fixtures/lossy.webp").to_vec(),
+            ),
+            (
+                "lossy WebP with alpha",
+                include_bytes!("../../tests/fixtures/lossy-alpha.webp").to_vec(),
+            ),
+            (
+                "animated lossy WebP with alpha",
+                include_bytes!("../../tests/fixtures/lossy-animated.webp").to_vec(),
+            ),
+        ];
+        for (name, bytes) in cases {
+            let info = inspect_header(&bytes, &limits()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (result, held) =
+                allocation_meter::peak_during(|| verify_decodes(&bytes, &info, &limits()));
+            result.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert!(
+                held <= info.decode_memory,
+                "{name}: decoding held {held} bytes, more than the {} estimated",
+                info.decode_memory
+            );
+            // Far above the real cost, the estimate would refuse images that fit.
+            assert!(
+                info.decode_memory <= 2 * held + 2 * MIB,
+                "{name}: estimated {} bytes, but decoding held only {held}",
+                info.decode_memory
+            );
+        }
+    }
+
+    #[test]
+    fn a_progressive_jpeg_too_costly_to_decode_is_refused_with_a_size_that_would_fit() {
+        use jpeg_encoder::SamplingFactor;
+        let baseline = encoded_jpeg(600, 400, false, SamplingFactor::R_4_2_0);
+        let progressive = encoded_jpeg(600, 400, true, SamplingFactor::R_4_2_0);
+        // Room for the baseline file's one byte a pixel, not for the progressive one's
+        // coefficients on top.
+        let tight = InspectLimits {
+            max_decode_memory: DECODER_STATE_MEMORY + 600 * 400 * 2,
+            ..limits()
+        };
+        inspect(&baseline, &tight).expect("the same picture, baseline, fits");
+
+        let rejection = inspect_header(&progressive, &tight).unwrap_err();
+        assert_eq!(rejection.reason(), "decode_too_costly");
+        let message = rejection.to_string();
+        assert!(
+            message.starts_with("This JPEG image is 600×400 pixels and would need about ")
+                && message.contains("the most allowed is 1.5 MiB")
+                && message.contains("megapixels or less"),
+            "{message}"
+        );
+        // Header facts gathered under looser limits do not get it past the decode step.
+        let info = inspect_header(&progressive, &limits()).expect("fits the defaults");
+        assert_eq!(
+            verify_decodes(&progressive, &info, &tight)
+                .unwrap_err()
+                .reason(),
+            "decode_too_costly"
+        );
+    }
+
+    #[test]
+    fn at_the_defaults_a_40_megapixel_photo_fits_unless_it_is_progressive() {
+        let (width, height) = (7_300, 5_479);
+        let layout = |progressive, sampling: Vec<(u8, u8)>| JpegLayout {
+            buffers_coefficients: progressive,
+            sampling,
+        };
+        let default_budget = InspectLimits::default().max_decode_memory;
+        let baseline = layout(false, vec![(2, 2), (1, 1), (1, 1)]);
+        assert!(baseline.decode_memory(width, height, 1) <= default_budget);
+        let progressive = layout(true, vec![(2, 2), (1, 1), (1, 1)]);
+        assert!(progressive.decode_memory(width, height, 1) > default_budget);
+        // 24 megapixels of progressive 4:2:0, a large camera export, still fit.
+        assert!(progressive.decode_memory(6_000, 4_000, 1) <= default_budget);
+    }
+
+    #[test]
+    fn the_jpeg_layout_comes_from_the_frame_and_first_scan_headers() {
+        use jpeg_encoder::SamplingFactor;
+        assert_eq!(
+            jpeg_layout(&encoded_jpeg(64, 48, false, SamplingFactor::R_4_2_0)),
+            Some(JpegLayout {
+                buffers_coefficients: false,
+                sampling: vec![(2, 2), (1, 1), (1, 1)],
+            })
+        );
+        assert_eq!(
+            jpeg_layout(&encoded_jpeg(64, 48, true, SamplingFactor::R_4_2_2)),
+            Some(JpegLayout {
+                buffers_coefficients: true,
+                sampling: vec![(2, 1), (1, 1), (1, 1)],
+            })
+        );
+        let jpeg = jpeg_file(64, 48);
+        let scan = jpeg_header_segments(&jpeg)
+            .find(|segment| segment.marker == 0xDA)
+            .expect("a scan");
+        assert_eq!(jpeg_layout(&jpeg[..scan.end - 6]), None, "scan header cut");
+    }
+}
+
+/// Counts, per thread, the bytes allocated and not yet freed, and their peak, so a test can
+/// measure what a decode on its own thread really holds.
+#[cfg(test)]
+mod allocation_meter {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static LIVE: Cell<i64> = const { Cell::new(0) };
+        static PEAK: Cell<i64> = const { Cell::new(0) };
+    }
+
+    struct Meter;
+
+    fn record(delta: i64) {
+        let _ = LIVE.try_with(|live| {
+            let now = live.get() + delta;
+            live.set(now);
+            let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+        });
+    }
+
+    // SAFETY: every call is passed to the system allocator unchanged; only counters change.
+    unsafe impl GlobalAlloc for Meter {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let ptr = unsafe { System.alloc(layout) };
+            if !ptr.is_null() {
+                record(layout.size() as i64);
+            }
+            ptr
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let ptr = unsafe { System.alloc_zeroed(layout) };
+            if !ptr.is_null() {
+                record(layout.size() as i64);
+            }
+            ptr
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) };
+            record(-(layout.size() as i64));
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let moved = unsafe { System.realloc(ptr, layout, new_size) };
+            if !moved.is_null() {
+                // Counted as if old and new were both held for a moment, as when it moves.
+                record(new_size as i64);
+                record(-(layout.size() as i64));
+            }
+            moved
+        }
+    }
+
+    #[global_allocator]
+    static METER: Meter = Meter;
+
+    /// Runs `f` and returns its result with the most bytes this thread held during it, above
+    /// what it held before.
+    pub(super) fn peak_during<T>(f: impl FnOnce() -> T) -> (T, u64) {
+        let before = LIVE.with(Cell::get);
+        PEAK.with(|peak| peak.set(before));
+        let result = f();
+        let peak = PEAK.with(Cell::get) - before;
+        (result, u64::try_from(peak).unwrap_or(0))
     }
 }

@@ -186,6 +186,43 @@ async fn an_upload_that_is_not_an_image_is_refused_with_the_reason() {
     assert!(stored.is_empty(), "nothing stored: {stored:?}");
 }
 
+#[test]
+fn an_upload_too_costly_to_check_is_refused_naming_a_size_that_fits_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("web.jpg"),
+        images::progressive_jpeg(800, 600),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("camera.jpg"), images::jpeg(800, 600)).unwrap();
+    let upload = |file: &str, character: &str| {
+        run(portrait_bot(dir.path())
+            .env("MAX_DECODE_MEMORY_MIB", "2")
+            .args(["upload", file, "--guild", "1", "--owner", "2"])
+            .args(["--character", character]))
+    };
+
+    // A progressive JPEG keeps every coefficient while it decodes: about 3 MiB here.
+    let (output, stdout, stderr) = upload("web.jpg", "Vela");
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stderr.contains("refused: This JPEG image is 800×600 pixels and would need about")
+            && stderr.contains("the most allowed is 2.0 MiB")
+            && stderr.contains("megapixels or less"),
+        "{stderr}"
+    );
+    assert!(walk(&dir.path().join("data/objects")).is_empty());
+
+    // The same picture as a baseline JPEG needs about a byte a pixel, and is stored.
+    let (output, stdout, stderr) = upload("camera.jpg", "Vela");
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        walk(&dir.path().join("data/objects")).len(),
+        2,
+        "object and metadata"
+    );
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();

@@ -85,6 +85,7 @@ pub fn settings(db: &TestDb, storage: StorageSettings, cdn: &TestCdn) -> Setting
             max_bytes: MAX_UPLOAD_BYTES,
             max_dimension: 10_000,
             max_pixels: 40_000_000,
+            ..InspectLimits::default()
         },
         fetch: FetchConfig {
             allowed_origins: vec![Origin::parse(&cdn.origin()).expect("CDN origin")],

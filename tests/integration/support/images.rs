@@ -25,6 +25,23 @@ pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
     encode(rgb(width, height), ImageFormat::Jpeg)
 }
 
+/// The same picture as [`jpeg`], stored the way many web exports are: progressive, 4:2:0.
+pub fn progressive_jpeg(width: u16, height: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+    encoder.set_progressive(true);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    encoder
+        .encode(
+            rgb(u32::from(width), u32::from(height)).as_raw(),
+            width,
+            height,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .expect("encode fixture");
+    out
+}
+
 fn encode(image: RgbImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     image.write_to(&mut out, format).expect("encode fixture");
