@@ -159,8 +159,9 @@ fn progressive_checks() -> Vec<ProgressiveCheck> {
                 format!("refused before decoding ({})", refusal.reason()),
             ),
             Ok(info) => {
-                let before = reset_peak_rss();
+                // The sampler's own thread is the instrument, not the bot: start it first.
                 let sampler = PeakSampler::start();
+                let before = reset_peak_rss();
                 let result = inspect::verify_decodes(&jpeg, &info, &limits);
                 let peak = peak_rss_kib().max(sampler.stop());
                 (
@@ -239,8 +240,9 @@ async fn concurrent_large_uploads(
     for (i, _) in files.iter().enumerate() {
         characters.push(character(app, &format!("Large {i}")).await);
     }
-    let baseline = reset_peak_rss();
+    // The sampler's own thread is the instrument, not the bot: start it first.
     let sampler = PeakSampler::start();
+    let baseline = reset_peak_rss();
     let started = Instant::now();
     let uploads = files
         .iter()
@@ -272,8 +274,9 @@ async fn refuse_endless_download(app: &App, cdn: &FileCdn) -> (u64, u64, String)
         .fetch(&format!("{}/endless", cdn.origin()), 64 * 1024)
         .await;
     assert!(matches!(warm_up, Err(FetchError::TooLarge { .. })));
-    let before = reset_peak_rss();
+    // The sampler's own thread is the instrument, not the bot: start it first.
     let sampler = PeakSampler::start();
+    let before = reset_peak_rss();
     let result = app
         .fetcher
         .fetch(&format!("{}/endless", cdn.origin()), MAX_UPLOAD_BYTES)
@@ -387,15 +390,21 @@ impl PeakSampler {
     fn start() -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(AtomicU64::new(current_rss_kib()));
+        let (running, started) = std::sync::mpsc::channel();
         let thread = std::thread::spawn({
             let (stop, peak) = (stop.clone(), peak.clone());
             move || {
+                peak.fetch_max(current_rss_kib(), Ordering::Relaxed);
+                // Its stack and allocator arena now exist; whatever RSS grows by from here
+                // is what is being measured.
+                let _ = running.send(());
                 while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(current_rss_kib(), Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(5));
+                    peak.fetch_max(current_rss_kib(), Ordering::Relaxed);
                 }
             }
         });
+        let _ = started.recv();
         Self { stop, peak, thread }
     }
 
