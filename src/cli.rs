@@ -18,7 +18,7 @@ use crate::http;
 use crate::migration::cdn::{CdnMigrator, MigrateOptions};
 use crate::migration::import::{import_file, ImportOptions};
 use crate::migration::orphans::{delete_orphans, find_orphans, parse_age, spare, OrphanReport};
-use crate::migration::prefix::{migrate_prefix, MigrationError};
+use crate::migration::prefix::{migrate_prefix, KeyFailure, MigrationError};
 use crate::portrait::{IngestRequest, PortraitSource, Upload};
 use crate::storage::Store;
 use crate::units::human_bytes;
@@ -157,11 +157,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => migrate(settings, args).await,
         Command::MigratePrefix(args) => {
             let app = App::build(settings).await?;
+            let keep_in_place = Vec::from_iter(default_portrait_in_store(&app));
             let result = migrate_prefix(
                 &app.db,
                 &app.store,
                 app.settings.app_env.as_str(),
                 args.dry_run,
+                &keep_in_place,
             )
             .await;
             app.shutdown().await;
@@ -240,8 +242,21 @@ async fn import(settings: Settings, args: ImportArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// Finds the orphans, spares the default portrait when it is hosted in the bucket (no row
-/// references it, yet every character without a portrait shows it), then deletes if asked.
+/// The default portrait's object, when DEFAULT_PORTRAIT_URL points into the store: no row
+/// references it, yet every character without a portrait shows it, so the object maintenance
+/// commands must leave it where it is.
+fn default_portrait_in_store(app: &App) -> Option<KeyFailure> {
+    let key = app
+        .store
+        .key_of_public_url(&app.settings.default_portrait_url)?;
+    Some(KeyFailure {
+        key,
+        reason: "it is the default portrait (DEFAULT_PORTRAIT_URL)".to_owned(),
+    })
+}
+
+/// Finds the orphans, spares the default portrait when it is hosted in the store, then
+/// deletes if asked.
 async fn cleanup(app: &App, args: &CleanupOrphansArgs) -> Result<OrphanReport, MigrationError> {
     let mut report = find_orphans(
         &app.db,
@@ -250,15 +265,8 @@ async fn cleanup(app: &App, args: &CleanupOrphansArgs) -> Result<OrphanReport, M
         args.older_than,
     )
     .await?;
-    if let Some(key) = app
-        .store
-        .key_of_public_url(&app.settings.default_portrait_url)
-    {
-        spare(
-            &mut report,
-            &key,
-            "it is the default portrait (DEFAULT_PORTRAIT_URL)",
-        );
+    if let Some(default) = default_portrait_in_store(app) {
+        spare(&mut report, &default.key, &default.reason);
     }
     Ok(if args.execute {
         delete_orphans(&app.db, &app.store, report).await

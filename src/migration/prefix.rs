@@ -92,6 +92,9 @@ pub struct PrefixReport {
     /// Objects without a prefix that were not (or, in a dry run, would not be) completely
     /// moved, by key. The source is always still there.
     pub failures: Vec<KeyFailure>,
+    /// Objects without a prefix left where they are on purpose, and why: a setting links to
+    /// them (the default portrait), so moving them would break that link.
+    pub kept: Vec<KeyFailure>,
 }
 
 impl PrefixReport {
@@ -145,6 +148,9 @@ impl fmt::Display for PrefixReport {
                 writeln!(f)?;
             }
         }
+        for kept in &self.kept {
+            writeln!(f, "Left in place: {} ({})", kept.key, kept.reason)?;
+        }
         if !self.failures.is_empty() {
             writeln!(
                 f,
@@ -178,11 +184,15 @@ impl fmt::Display for PrefixReport {
 /// With `dry_run` nothing is written anywhere: the report lists exactly the objects a real run
 /// would move, and those it would have to leave (destination taken by different bytes, a
 /// character showing the object through a URL the run cannot rewrite).
+///
+/// `keep_in_place` names objects a setting links to (the default portrait): they are reported
+/// as kept, never moved.
 pub async fn migrate_prefix(
     db: &Db,
     store: &Store,
     env_prefix: &str,
     dry_run: bool,
+    keep_in_place: &[KeyFailure],
 ) -> Result<PrefixReport, MigrationError> {
     let env = env_segment(env_prefix)?;
     let listing = list(store, "").await?;
@@ -193,12 +203,15 @@ pub async fn migrate_prefix(
         already_prefixed: 0,
         moves: Vec::new(),
         failures: Vec::new(),
+        kept: Vec::new(),
     };
     let mut sizes = HashMap::new();
     let mut unprefixed = Vec::new();
     for object in listing {
         if has_env_prefix(&object.key) {
             report.already_prefixed += 1;
+        } else if let Some(kept) = keep_in_place.iter().find(|kept| kept.key == object.key) {
+            report.kept.push(kept.clone());
         } else {
             unprefixed.push((object.key.clone(), object.size));
         }
@@ -677,6 +690,7 @@ mod tests {
                 key: "b.png".into(),
                 reason: "because".into(),
             }],
+            kept: vec![],
         };
         let text = report.to_string();
         assert!(

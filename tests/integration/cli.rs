@@ -527,3 +527,51 @@ async fn cleanup_orphans_never_deletes_the_default_portrait_hosted_in_storage() 
         "the report says why it was kept: {stdout}"
     );
 }
+
+#[tokio::test]
+async fn migrate_prefix_leaves_the_default_portrait_hosted_at_the_bucket_root_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = portrait_bot::storage::Store::local(
+        dir.path().join("data/objects"),
+        "http://localhost:9091/objects".into(),
+    )
+    .unwrap();
+    let default_key = "defaults/portrait.png";
+    let legacy_key = "portraits/2024/05/0123456789abcdef_old.png";
+    for key in [default_key, legacy_key] {
+        store
+            .put(key, images::png(9, 9).into(), "image/png", &[])
+            .await
+            .unwrap();
+    }
+    let (output, stdout, stderr) = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || {
+            run(portrait_bot(&dir)
+                .env(
+                    "DEFAULT_PORTRAIT_URL",
+                    format!("http://localhost:9091/objects/{default_key}"),
+                )
+                .arg("migrate-prefix"))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        store.exists(default_key).await.unwrap(),
+        "DEFAULT_PORTRAIT_URL still shows the default portrait: {stdout}"
+    );
+    assert!(!store.exists(&format!("dev/{default_key}")).await.unwrap());
+    assert!(
+        !store.exists(legacy_key).await.unwrap()
+            && store.exists(&format!("dev/{legacy_key}")).await.unwrap(),
+        "other objects without a prefix still move: {stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "Left in place: defaults/portrait.png (it is the default portrait (DEFAULT_PORTRAIT_URL))"
+        ),
+        "{stdout}"
+    );
+}

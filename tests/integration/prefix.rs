@@ -170,7 +170,7 @@ on_both_databases! {
         let f = fixture(&t.db).await;
         let (listing, rows) = (f.listing().await, f.rows(&t.db).await);
 
-        let report = migrate_prefix(&t.db, &f.store, "dev", true).await.expect("dry run");
+        let report = migrate_prefix(&t.db, &f.store, "dev", true, &[]).await.expect("dry run");
 
         let (aria_to, brom_to, cass_to) = (dev(ARIA), dev(BROM), dev(CASS));
         assert_eq!(moves(&report), [
@@ -197,7 +197,7 @@ on_both_databases! {
         let brom_row = t.db.portrait_by_key(BROM).await.unwrap().unwrap();
         let dana_row = t.db.portrait_by_key(DANA).await.unwrap().unwrap();
 
-        let report = migrate_prefix(&t.db, &f.store, "dev", false).await.expect("run");
+        let report = migrate_prefix(&t.db, &f.store, "dev", false, &[]).await.expect("run");
 
         let (aria_to, brom_to, cass_to) = (dev(ARIA), dev(BROM), dev(CASS));
         assert_eq!(moves(&report), [
@@ -240,11 +240,11 @@ on_both_databases! {
 
     async fn a_second_run_finds_nothing_to_move_and_writes_nothing(t: TestDb) {
         let f = fixture(&t.db).await;
-        migrate_prefix(&t.db, &f.store, "dev", false).await.expect("first run");
+        migrate_prefix(&t.db, &f.store, "dev", false, &[]).await.expect("first run");
         let (listing, rows) = (f.listing().await, f.rows(&t.db).await);
         f.s3.clear_request_log();
 
-        let again = migrate_prefix(&t.db, &f.store, "dev", false).await.expect("second run");
+        let again = migrate_prefix(&t.db, &f.store, "dev", false, &[]).await.expect("second run");
         assert_eq!(again.moves, []);
         assert_eq!(again.failures, []);
         assert_eq!((again.scanned, again.already_prefixed), (5, 5));
@@ -264,7 +264,7 @@ on_both_databases! {
         f.store.copy(BROM, &brom_to).await.unwrap();
         f.s3.clear_request_log();
 
-        let planned = migrate_prefix(&t.db, &f.store, "dev", true).await.expect("dry run");
+        let planned = migrate_prefix(&t.db, &f.store, "dev", true, &[]).await.expect("dry run");
         let cass_to = dev(CASS);
         let expected = [
             (CASS, cass_to.as_str(), true, 0, 1),
@@ -274,7 +274,7 @@ on_both_databases! {
         assert_eq!(moves(&planned), expected);
         assert!(planned.to_string().contains("(already copied by an earlier run)"), "{planned}");
 
-        let report = migrate_prefix(&t.db, &f.store, "dev", false).await.expect("run");
+        let report = migrate_prefix(&t.db, &f.store, "dev", false, &[]).await.expect("run");
         assert_eq!(moves(&report), expected);
         assert_eq!(report.failures, []);
         assert_eq!(f.s3.requests("CopyObject"), 1, "only Cass still needed copying");
@@ -284,7 +284,7 @@ on_both_databases! {
         assert_eq!(f.s3.keys().await, keys);
         assert_eq!(t.db.portrait_by_key(&brom_to).await.unwrap().map(|r| r.public_url), Some(f.store.public_url(&brom_to)));
         assert_eq!(f.character(&t.db, f.aria.id).await.portrait_url, Some(f.store.public_url(&aria_to)));
-        assert_eq!(migrate_prefix(&t.db, &f.store, "dev", false).await.unwrap().moves, []);
+        assert_eq!(migrate_prefix(&t.db, &f.store, "dev", false, &[]).await.unwrap().moves, []);
     }
 
     async fn an_object_whose_destination_holds_other_bytes_is_left_alone_and_reported(t: TestDb) {
@@ -295,7 +295,7 @@ on_both_databases! {
         let brom_row = t.db.portrait_by_key(BROM).await.unwrap();
 
         for dry_run in [true, false] {
-            let report = migrate_prefix(&t.db, &f.store, "dev", dry_run).await.expect("run");
+            let report = migrate_prefix(&t.db, &f.store, "dev", dry_run, &[]).await.expect("run");
             assert_eq!(report.moved_keys(), [CASS, ARIA]);
             assert_eq!(report.failures.len(), 1);
             assert_eq!(report.failures[0].key, BROM);
@@ -314,14 +314,14 @@ on_both_databases! {
         let old_domain_url = format!("https://old-cdn.example.org/{BROM}");
         t.db.set_character_external_portrait(fay.id, &old_domain_url).await.unwrap();
 
-        let planned = migrate_prefix(&t.db, &f.store, "dev", true).await.expect("dry run");
+        let planned = migrate_prefix(&t.db, &f.store, "dev", true, &[]).await.expect("dry run");
         assert_eq!(planned.moved_keys(), [CASS, ARIA]);
         assert_eq!(planned.failures.len(), 1);
         assert_eq!(planned.failures[0].key, BROM);
         assert!(planned.failures[0].reason.contains(&old_domain_url), "{}", planned.failures[0].reason);
 
         for _ in 0..2 {
-            let report = migrate_prefix(&t.db, &f.store, "dev", false).await.expect("run");
+            let report = migrate_prefix(&t.db, &f.store, "dev", false, &[]).await.expect("run");
             assert_eq!(report.failures.len(), 1, "{report}");
             assert_eq!(report.failures[0].key, BROM);
             assert!(report.failures[0].reason.contains(&old_domain_url), "{}", report.failures[0].reason);
@@ -341,7 +341,7 @@ on_both_databases! {
         let url = f.store.public_url(&aria_to);
         let (existing, _) = t.db.attach_portrait(gus.id, &NewPortrait { legacy_url: None, ..portrait(&aria_to, &url) }, None).await.unwrap();
 
-        let report = migrate_prefix(&t.db, &f.store, "dev", false).await.expect("run");
+        let report = migrate_prefix(&t.db, &f.store, "dev", false, &[]).await.expect("run");
         assert_eq!(report.failures, []);
         let aria_move = report.moves.iter().find(|m| m.from == ARIA).expect("Aria moved");
         assert_eq!((aria_move.copied, aria_move.portraits_updated, aria_move.characters_updated), (false, 1, 1));
@@ -358,7 +358,7 @@ on_both_databases! {
 
     async fn in_prod_objects_move_under_prod_and_dev_objects_stay(t: TestDb) {
         let f = fixture(&t.db).await;
-        let report = migrate_prefix(&t.db, &f.store, "prod/", false).await.expect("run");
+        let report = migrate_prefix(&t.db, &f.store, "prod/", false, &[]).await.expect("run");
         assert_eq!(report.env_prefix, "prod");
         assert_eq!(report.moves.iter().map(|m| m.to.as_str()).collect::<Vec<_>>(),
             [format!("prod/{CASS}"), format!("prod/{ARIA}"), format!("prod/{BROM}")]);
@@ -372,7 +372,7 @@ on_both_databases! {
 
     async fn an_unknown_environment_is_refused_before_the_bucket_is_touched(t: TestDb) {
         let f = fixture(&t.db).await;
-        let err = migrate_prefix(&t.db, &f.store, "staging", false).await.expect_err("refused");
+        let err = migrate_prefix(&t.db, &f.store, "staging", false, &[]).await.expect_err("refused");
         assert!(matches!(err, MigrationError::InvalidEnvPrefix(_)), "{err:?}");
         assert_eq!(err.to_string(), "`staging` is not an environment prefix: use `dev` or `prod` (APP_ENV)");
         assert_eq!(f.s3.request_log(), Vec::<String>::new());
