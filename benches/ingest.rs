@@ -64,7 +64,8 @@ async fn run() {
 
     // Refusal first: later phases leave freed-but-resident heap pages that a refusal could
     // reuse, which would hide its growth.
-    let (refuse_before_kib, refuse_peak_kib, refused) = refuse_endless_download(&app, &cdn).await;
+    let (refuse_before_kib, refuse_peak_kib, refuse_heap_bytes, refused) =
+        refuse_endless_download(&app, &cdn).await;
     let (baseline_kib, peak_kib, elapsed) = concurrent_large_uploads(&app, &cdn, &large).await;
     let small: Vec<Bytes> = (0..THROUGHPUT_IMAGES)
         .map(|i| Bytes::from(fixtures::photo_jpeg(2000, 1500, i as u32, 92)))
@@ -94,6 +95,10 @@ async fn run() {
         "| RSS growth refusing a 1 GiB download ({refused}) | {growth_mib:.2} MiB | ≤ cap + 2 = {:.0} MiB | {} |",
         cap_mib + 2.0,
         verdict(growth_mib <= cap_mib + 2.0)
+    );
+    println!(
+        "| heap growth refusing it (bytes allocated and not freed, at the peak; RSS adds the allocator's own state) | {:.2} MiB | — | — |",
+        refuse_heap_bytes as f64 / MIB as f64
     );
     println!(
         "| ingest throughput, {THROUGHPUT_IMAGES} JPEGs of {:.1} MiB avg, concurrency {THROUGHPUT_CONCURRENCY} | {ingest_rate:.1} MiB/s | — | — |",
@@ -266,7 +271,8 @@ async fn concurrent_large_uploads(
     (baseline, peak, elapsed)
 }
 
-async fn refuse_endless_download(app: &App, cdn: &FileCdn) -> (u64, u64, String) {
+/// (RSS before in KiB, peak RSS in KiB, peak heap growth in bytes, outcome).
+async fn refuse_endless_download(app: &App, cdn: &FileCdn) -> (u64, u64, u64, String) {
     // Warm up first: the first download also sets up the connection pool and the resolver
     // thread, one-time costs that are not buffering.
     let warm_up = app
@@ -277,16 +283,18 @@ async fn refuse_endless_download(app: &App, cdn: &FileCdn) -> (u64, u64, String)
     // The sampler's own thread is the instrument, not the bot: start it first.
     let sampler = PeakSampler::start();
     let before = reset_peak_rss();
+    heap::reset_peak();
     let result = app
         .fetcher
         .fetch(&format!("{}/endless", cdn.origin()), MAX_UPLOAD_BYTES)
         .await;
+    let heap_growth = heap::peak_growth();
     let peak = sampler.stop().max(peak_rss_kib());
     let outcome = match result {
         Err(FetchError::TooLarge { .. }) => "refused at the cap".to_owned(),
         other => panic!("expected TooLarge, got {:?}", other.map(|f| f.bytes.len())),
     };
-    (before, peak, outcome)
+    (before, peak, heap_growth, outcome)
 }
 
 async fn throughput(app: &App, s3: &s3::TestS3, images: &[Bytes]) -> (f64, f64, u64) {
@@ -412,5 +420,72 @@ impl PeakSampler {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
         self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts the bytes the whole process has allocated and not freed, and their peak since a
+/// reset: what the code asked for, without the allocator's own retention that RSS includes.
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    static LIVE: AtomicI64 = AtomicI64::new(0);
+    static PEAK: AtomicI64 = AtomicI64::new(0);
+    static BASELINE: AtomicI64 = AtomicI64::new(0);
+
+    struct Counting;
+
+    fn record(delta: i64) {
+        let now = LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
+        PEAK.fetch_max(now, Ordering::Relaxed);
+    }
+
+    // SAFETY: every call is passed to the system allocator unchanged; only counters change.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let ptr = unsafe { System.alloc(layout) };
+            if !ptr.is_null() {
+                record(layout.size() as i64);
+            }
+            ptr
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let ptr = unsafe { System.alloc_zeroed(layout) };
+            if !ptr.is_null() {
+                record(layout.size() as i64);
+            }
+            ptr
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) };
+            record(-(layout.size() as i64));
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let moved = unsafe { System.realloc(ptr, layout, new_size) };
+            if !moved.is_null() {
+                // As if old and new were both held for a moment, as when the block moves.
+                record(new_size as i64);
+                record(-(layout.size() as i64));
+            }
+            moved
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    pub fn reset_peak() {
+        let live = LIVE.load(Ordering::Relaxed);
+        BASELINE.store(live, Ordering::Relaxed);
+        PEAK.store(live, Ordering::Relaxed);
+    }
+
+    /// Peak live bytes since [`reset_peak`], above what was live then.
+    pub fn peak_growth() -> u64 {
+        let growth = PEAK.load(Ordering::Relaxed) - BASELINE.load(Ordering::Relaxed);
+        u64::try_from(growth).unwrap_or(0)
     }
 }
