@@ -4,6 +4,8 @@
 //!
 //! Reproduce: `cargo bench --bench ingest`
 
+#[path = "common/allocation_meter.rs"]
+mod allocation_meter;
 #[path = "common/file_cdn.rs"]
 mod file_cdn;
 #[path = "common/images.rs"]
@@ -283,12 +285,12 @@ async fn refuse_endless_download(app: &App, cdn: &FileCdn) -> (u64, u64, u64, St
     // The sampler's own thread is the instrument, not the bot: start it first.
     let sampler = PeakSampler::start();
     let before = reset_peak_rss();
-    heap::reset_peak();
+    allocation_meter::reset_process_peak();
     let result = app
         .fetcher
         .fetch(&format!("{}/endless", cdn.origin()), MAX_UPLOAD_BYTES)
         .await;
-    let heap_growth = heap::peak_growth();
+    let heap_growth = allocation_meter::process_peak_growth();
     let peak = sampler.stop().max(peak_rss_kib());
     let outcome = match result {
         Err(FetchError::TooLarge { .. }) => "refused at the cap".to_owned(),
@@ -420,72 +422,5 @@ impl PeakSampler {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
         self.peak.load(Ordering::Relaxed)
-    }
-}
-
-/// Counts the bytes the whole process has allocated and not freed, and their peak since a
-/// reset: what the code asked for, without the allocator's own retention that RSS includes.
-mod heap {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::sync::atomic::{AtomicI64, Ordering};
-
-    static LIVE: AtomicI64 = AtomicI64::new(0);
-    static PEAK: AtomicI64 = AtomicI64::new(0);
-    static BASELINE: AtomicI64 = AtomicI64::new(0);
-
-    struct Counting;
-
-    fn record(delta: i64) {
-        let now = LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
-        PEAK.fetch_max(now, Ordering::Relaxed);
-    }
-
-    // SAFETY: every call is passed to the system allocator unchanged; only counters change.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let ptr = unsafe { System.alloc(layout) };
-            if !ptr.is_null() {
-                record(layout.size() as i64);
-            }
-            ptr
-        }
-
-        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            let ptr = unsafe { System.alloc_zeroed(layout) };
-            if !ptr.is_null() {
-                record(layout.size() as i64);
-            }
-            ptr
-        }
-
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            unsafe { System.dealloc(ptr, layout) };
-            record(-(layout.size() as i64));
-        }
-
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            let moved = unsafe { System.realloc(ptr, layout, new_size) };
-            if !moved.is_null() {
-                // As if old and new were both held for a moment, as when the block moves.
-                record(new_size as i64);
-                record(-(layout.size() as i64));
-            }
-            moved
-        }
-    }
-
-    #[global_allocator]
-    static COUNTING: Counting = Counting;
-
-    pub fn reset_peak() {
-        let live = LIVE.load(Ordering::Relaxed);
-        BASELINE.store(live, Ordering::Relaxed);
-        PEAK.store(live, Ordering::Relaxed);
-    }
-
-    /// Peak live bytes since [`reset_peak`], above what was live then.
-    pub fn peak_growth() -> u64 {
-        let growth = PEAK.load(Ordering::Relaxed) - BASELINE.load(Ordering::Relaxed);
-        u64::try_from(growth).unwrap_or(0)
     }
 }

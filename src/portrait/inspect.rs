@@ -1858,7 +1858,7 @@ pub(crate) mod tests {
         for (name, bytes) in cases {
             let info = inspect_header(&bytes, &limits()).unwrap_or_else(|e| panic!("{name}: {e}"));
             let (result, held) =
-                allocation_meter::peak_during(|| verify_decodes(&bytes, &info, &limits()));
+                allocation_meter::thread_peak_during(|| verify_decodes(&bytes, &info, &limits()));
             result.unwrap_or_else(|e| panic!("{name}: {e:?}"));
             assert!(
                 held <= info.decode_memory,
@@ -1947,72 +1947,6 @@ pub(crate) mod tests {
     }
 }
 
-/// Counts, per thread, the bytes allocated and not yet freed, and their peak, so a test can
-/// measure what a decode on its own thread really holds.
 #[cfg(test)]
-mod allocation_meter {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    thread_local! {
-        static LIVE: Cell<i64> = const { Cell::new(0) };
-        static PEAK: Cell<i64> = const { Cell::new(0) };
-    }
-
-    struct Meter;
-
-    fn record(delta: i64) {
-        let _ = LIVE.try_with(|live| {
-            let now = live.get() + delta;
-            live.set(now);
-            let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-        });
-    }
-
-    // SAFETY: every call is passed to the system allocator unchanged; only counters change.
-    unsafe impl GlobalAlloc for Meter {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let ptr = unsafe { System.alloc(layout) };
-            if !ptr.is_null() {
-                record(layout.size() as i64);
-            }
-            ptr
-        }
-
-        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            let ptr = unsafe { System.alloc_zeroed(layout) };
-            if !ptr.is_null() {
-                record(layout.size() as i64);
-            }
-            ptr
-        }
-
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            unsafe { System.dealloc(ptr, layout) };
-            record(-(layout.size() as i64));
-        }
-
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            let moved = unsafe { System.realloc(ptr, layout, new_size) };
-            if !moved.is_null() {
-                // Counted as if old and new were both held for a moment, as when it moves.
-                record(new_size as i64);
-                record(-(layout.size() as i64));
-            }
-            moved
-        }
-    }
-
-    #[global_allocator]
-    static METER: Meter = Meter;
-
-    /// Runs `f` and returns its result with the most bytes this thread held during it, above
-    /// what it held before.
-    pub(super) fn peak_during<T>(f: impl FnOnce() -> T) -> (T, u64) {
-        let before = LIVE.with(Cell::get);
-        PEAK.with(|peak| peak.set(before));
-        let result = f();
-        let peak = PEAK.with(Cell::get) - before;
-        (result, u64::try_from(peak).unwrap_or(0))
-    }
-}
+#[path = "../../benches/common/allocation_meter.rs"]
+mod allocation_meter;

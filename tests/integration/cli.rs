@@ -487,32 +487,15 @@ fn import_reports_what_it_did_and_a_second_run_creates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_orphans_never_deletes_the_default_portrait_hosted_in_storage() {
     let dir = tempfile::tempdir().unwrap();
-    let store = portrait_bot::storage::Store::local(
-        dir.path().join("data/objects"),
-        "http://localhost:9091/objects".into(),
-    )
-    .unwrap();
     let default_key = "dev/defaults/portrait.png";
     let stray_key = "dev/portraits/2026/01/0123456789abcdef_stray.png";
-    for key in [default_key, stray_key] {
-        store
-            .put(key, images::png(9, 9).into(), "image/png", &[])
-            .await
-            .unwrap();
-    }
-    let (output, stdout, stderr) = tokio::task::spawn_blocking({
-        let dir = dir.path().to_owned();
-        move || {
-            run(portrait_bot(&dir)
-                .env(
-                    "DEFAULT_PORTRAIT_URL",
-                    format!("http://localhost:9091/objects/{default_key}"),
-                )
-                .args(["cleanup-orphans", "--execute", "--older-than", "0s"]))
-        }
-    })
-    .await
-    .unwrap();
+    let store = local_store_holding(dir.path(), &[default_key, stray_key]).await;
+    let (output, stdout, stderr) = run_with_default_portrait_at(
+        dir.path(),
+        default_key,
+        &["cleanup-orphans", "--execute", "--older-than", "0s"],
+    )
+    .await;
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
         store.exists(default_key).await.unwrap(),
@@ -531,32 +514,11 @@ async fn cleanup_orphans_never_deletes_the_default_portrait_hosted_in_storage() 
 #[tokio::test]
 async fn migrate_prefix_leaves_the_default_portrait_hosted_at_the_bucket_root_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    let store = portrait_bot::storage::Store::local(
-        dir.path().join("data/objects"),
-        "http://localhost:9091/objects".into(),
-    )
-    .unwrap();
     let default_key = "defaults/portrait.png";
     let legacy_key = "portraits/2024/05/0123456789abcdef_old.png";
-    for key in [default_key, legacy_key] {
-        store
-            .put(key, images::png(9, 9).into(), "image/png", &[])
-            .await
-            .unwrap();
-    }
-    let (output, stdout, stderr) = tokio::task::spawn_blocking({
-        let dir = dir.path().to_owned();
-        move || {
-            run(portrait_bot(&dir)
-                .env(
-                    "DEFAULT_PORTRAIT_URL",
-                    format!("http://localhost:9091/objects/{default_key}"),
-                )
-                .arg("migrate-prefix"))
-        }
-    })
-    .await
-    .unwrap();
+    let store = local_store_holding(dir.path(), &[default_key, legacy_key]).await;
+    let (output, stdout, stderr) =
+        run_with_default_portrait_at(dir.path(), default_key, &["migrate-prefix"]).await;
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
         store.exists(default_key).await.unwrap(),
@@ -574,4 +536,38 @@ async fn migrate_prefix_leaves_the_default_portrait_hosted_at_the_bucket_root_in
         ),
         "{stdout}"
     );
+}
+
+/// The laptop-default local store under `dir`, holding a small PNG at each key.
+async fn local_store_holding(dir: &Path, keys: &[&str]) -> portrait_bot::storage::Store {
+    let store = portrait_bot::storage::Store::local(
+        dir.join("data/objects"),
+        "http://localhost:9091/objects".into(),
+    )
+    .unwrap();
+    for key in keys {
+        store
+            .put(key, images::png(9, 9).into(), "image/png", &[])
+            .await
+            .unwrap();
+    }
+    store
+}
+
+/// Runs the binary with DEFAULT_PORTRAIT_URL showing `default_key` from that local store.
+async fn run_with_default_portrait_at(
+    dir: &Path,
+    default_key: &str,
+    args: &[&str],
+) -> (Output, String, String) {
+    let mut command = portrait_bot(dir);
+    command
+        .env(
+            "DEFAULT_PORTRAIT_URL",
+            format!("http://localhost:9091/objects/{default_key}"),
+        )
+        .args(args);
+    tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap()
 }
