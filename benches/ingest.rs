@@ -36,15 +36,7 @@ const THROUGHPUT_IMAGES: usize = 48;
 const THROUGHPUT_CONCURRENCY: usize = 4;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    match file_cdn::child_root() {
-        Some(root) => runtime.block_on(file_cdn::serve(root)),
-        None => runtime.block_on(run()),
-    }
+    file_cdn::main_serving_cdn(run);
 }
 
 async fn run() {

@@ -51,15 +51,7 @@ const STAGES: [&str; 5] = ["fetch", "inspect", "check", "store", "record"];
 const CHECK_SAMPLE: usize = 40;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    match file_cdn::child_root() {
-        Some(root) => runtime.block_on(file_cdn::serve(root)),
-        None => runtime.block_on(run()),
-    }
+    file_cdn::main_serving_cdn(run);
 }
 
 /// One portrait on the simulated CDN.

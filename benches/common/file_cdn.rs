@@ -20,9 +20,18 @@ const ROOT_VARIABLE: &str = "PORTRAIT_BENCH_CDN_ROOT";
 const LATENCY_VARIABLE: &str = "PORTRAIT_BENCH_CDN_LATENCY_MS";
 const CHUNK: usize = 64 * 1024;
 
-/// The folder to serve, when this process was started as the CDN.
-pub fn child_root() -> Option<PathBuf> {
-    std::env::var_os(ROOT_VARIABLE).map(PathBuf::from)
+/// The `main` of a benchmark that uses this CDN: on a two-worker runtime, serves the CDN when
+/// this process was started as it, and otherwise runs the benchmark.
+pub fn main_serving_cdn<F: std::future::Future<Output = ()>>(benchmark: impl FnOnce() -> F) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match std::env::var_os(ROOT_VARIABLE) {
+        Some(root) => runtime.block_on(serve(PathBuf::from(root))),
+        None => runtime.block_on(benchmark()),
+    }
 }
 
 /// A running CDN child process, stopped when dropped.
