@@ -278,7 +278,7 @@ pub fn inspect_header(bytes: &[u8], limits: &InspectLimits) -> Result<ImageInfo,
         format,
         width: header.width,
         height: header.height,
-        decode_memory: header.decode_memory,
+        decode_memory: header.working_memory.saturating_add(DECODER_STATE_MEMORY),
         frames_checked: 0,
     };
     check_costs(&info, limits)?;
@@ -561,11 +561,12 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 // ---------------------------------------------------------------------------------------------
 // Header dimensions
 
-/// What the header says: the size, and what decoding it will cost.
+/// What the header says: the size, and the buffers decoding it will need.
 struct Header {
     width: u32,
     height: u32,
-    decode_memory: u64,
+    /// Bytes that grow with the image; [`DECODER_STATE_MEMORY`] comes on top.
+    working_memory: u64,
 }
 
 /// Headroom for what every decoder keeps whatever the image's size: Huffman or LZW tables,
@@ -584,7 +585,7 @@ fn read_header(bytes: &[u8], format: ImageFormat) -> Result<Header, Rejection> {
             Ok(Header {
                 width: header.width,
                 height: header.height,
-                decode_memory: 2 * row + DECODER_STATE_MEMORY,
+                working_memory: 2 * row,
             })
         }
         ImageFormat::Jpeg => {
@@ -612,8 +613,7 @@ fn read_header(bytes: &[u8], format: ImageFormat) -> Result<Header, Rejection> {
             Ok(Header {
                 width,
                 height,
-                decode_memory: layout.decode_memory(width, height, output.num_components())
-                    + DECODER_STATE_MEMORY,
+                working_memory: layout.decode_memory(width, height, output.num_components()),
             })
         }
         ImageFormat::Gif => {
@@ -634,7 +634,7 @@ fn read_header(bytes: &[u8], format: ImageFormat) -> Result<Header, Rejection> {
             Ok(Header {
                 width,
                 height,
-                decode_memory: u64::from(u16::MAX) + DECODER_STATE_MEMORY,
+                working_memory: u64::from(u16::MAX),
             })
         }
         ImageFormat::Webp => {
@@ -650,13 +650,11 @@ fn read_header(bytes: &[u8], format: ImageFormat) -> Result<Header, Rejection> {
             // its YUV planes and alpha plane (lossy, 2.5 bytes a pixel) or an RGBA scratch
             // frame (lossless without alpha, 4); an animation also keeps an RGBA canvas and
             // decodes each frame into a buffer of its own before compositing it.
-            let working = if decoder.is_animated() { 11 } else { 4 };
+            let scratch_per_pixel = if decoder.is_animated() { 11 } else { 4 };
             Ok(Header {
                 width,
                 height,
-                decode_memory: output
-                    .saturating_add(pixels.saturating_mul(working))
-                    .saturating_add(DECODER_STATE_MEMORY),
+                working_memory: output.saturating_add(pixels.saturating_mul(scratch_per_pixel)),
             })
         }
     }
