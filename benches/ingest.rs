@@ -158,11 +158,9 @@ fn progressive_checks() -> Vec<ProgressiveCheck> {
                 format!("refused before decoding ({})", refusal.reason()),
             ),
             Ok(info) => {
-                // The sampler's own thread is the instrument, not the bot: start it first.
-                let sampler = PeakSampler::start();
-                let before = reset_peak_rss();
+                let rss = RssPeak::start();
                 let result = inspect::verify_decodes(&jpeg, &info, &limits);
-                let peak = peak_rss_kib().max(sampler.stop());
+                let (before, peak) = rss.stop();
                 (
                     Some(peak.saturating_sub(before)),
                     match result {
@@ -215,8 +213,6 @@ fn settings(s3: &s3::TestS3, cdn: &FileCdn, db_dir: &Path) -> Settings {
         default_portrait_url: "https://bot.example.test/default.png".into(),
         inspect_limits: InspectLimits {
             max_bytes: MAX_UPLOAD_BYTES,
-            max_dimension: 10_000,
-            max_pixels: 40_000_000,
             ..InspectLimits::default()
         },
         fetch: FetchConfig {
@@ -239,9 +235,7 @@ async fn concurrent_large_uploads(
     for (i, _) in files.iter().enumerate() {
         characters.push(character(app, &format!("Large {i}")).await);
     }
-    // The sampler's own thread is the instrument, not the bot: start it first.
-    let sampler = PeakSampler::start();
-    let baseline = reset_peak_rss();
+    let rss = RssPeak::start();
     let started = Instant::now();
     let uploads = files
         .iter()
@@ -260,7 +254,7 @@ async fn concurrent_large_uploads(
         });
     let stored = futures::future::join_all(uploads).await;
     let elapsed = started.elapsed();
-    let peak = sampler.stop().max(peak_rss_kib());
+    let (baseline, peak) = rss.stop();
     assert_eq!(stored.len(), files.len());
     (baseline, peak, elapsed)
 }
@@ -274,16 +268,14 @@ async fn refuse_endless_download(app: &App, cdn: &FileCdn) -> (u64, u64, u64, St
         .fetch(&format!("{}/endless", cdn.origin()), 64 * 1024)
         .await;
     assert!(matches!(warm_up, Err(FetchError::TooLarge { .. })));
-    // The sampler's own thread is the instrument, not the bot: start it first.
-    let sampler = PeakSampler::start();
-    let before = reset_peak_rss();
+    let rss = RssPeak::start();
     allocation_meter::reset_process_peak();
     let result = app
         .fetcher
         .fetch(&format!("{}/endless", cdn.origin()), MAX_UPLOAD_BYTES)
         .await;
     let heap_growth = allocation_meter::process_peak_growth();
-    let peak = sampler.stop().max(peak_rss_kib());
+    let (before, peak) = rss.stop();
     let outcome = match result {
         Err(FetchError::TooLarge { .. }) => "refused at the cap".to_owned(),
         other => panic!("expected TooLarge, got {:?}", other.map(|f| f.bytes.len())),
@@ -373,22 +365,18 @@ fn proc_status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Resets VmHWM to the current RSS (Linux `clear_refs` 5), so fixture generation does not
-/// count; returns the RSS at that point.
-fn reset_peak_rss() -> u64 {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    current_rss_kib()
-}
-
-/// Samples RSS every few milliseconds on a plain thread, as a cross-check of VmHWM on
-/// kernels where `clear_refs` is not permitted.
-struct PeakSampler {
+/// The peak RSS over a stretch of work: VmHWM, reset at the start (Linux `clear_refs` 5) so
+/// earlier work does not count, cross-checked by sampling RSS every few milliseconds on a
+/// plain thread for kernels where `clear_refs` is not permitted.
+struct RssPeak {
+    /// RSS when the measurement started, in KiB.
+    baseline_kib: u64,
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
     thread: std::thread::JoinHandle<()>,
 }
 
-impl PeakSampler {
+impl RssPeak {
     fn start() -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(AtomicU64::new(current_rss_kib()));
@@ -407,12 +395,22 @@ impl PeakSampler {
             }
         });
         let _ = started.recv();
-        Self { stop, peak, thread }
+        // The sampler thread is the instrument, not the measured work: the baseline is taken
+        // once it runs.
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        Self {
+            baseline_kib: current_rss_kib(),
+            stop,
+            peak,
+            thread,
+        }
     }
 
-    fn stop(self) -> u64 {
+    /// (RSS at the start, peak RSS since), in KiB.
+    fn stop(self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
-        self.peak.load(Ordering::Relaxed)
+        let peak = self.peak.load(Ordering::Relaxed).max(peak_rss_kib());
+        (self.baseline_kib, peak)
     }
 }

@@ -83,8 +83,6 @@ pub fn settings(db: &TestDb, storage: StorageSettings, cdn: &TestCdn) -> Setting
         default_portrait_url: DEFAULT_PORTRAIT_URL.to_owned(),
         inspect_limits: InspectLimits {
             max_bytes: MAX_UPLOAD_BYTES,
-            max_dimension: 10_000,
-            max_pixels: 40_000_000,
             ..InspectLimits::default()
         },
         fetch: FetchConfig {
