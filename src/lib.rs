@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod bot;
+pub mod character;
 pub mod cli;
 pub mod config;
 pub mod db;
