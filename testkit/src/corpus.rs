@@ -20,9 +20,9 @@ pub fn present(dir: &Path, test: &str) -> bool {
         "{REQUIRE_CORPUS} is set but the corpus is missing: expected it at {} (see shared/corpus/README.md); {test} cannot run",
         dir.display()
     );
-    eprintln!(
-        "\n!!! CORPUS MISSING, {test} SKIPPED: expected it at {} (see shared/corpus/README.md); set {REQUIRE_CORPUS}=1 to make this a failure !!!\n",
+    crate::say_loudly(&format!(
+        "CORPUS MISSING, {test} SKIPPED: expected it at {} (see shared/corpus/README.md); set {REQUIRE_CORPUS}=1 to make this a failure",
         dir.display()
-    );
+    ));
     false
 }

@@ -64,9 +64,9 @@ fn postgres_admin_url(test: &str) -> Option<String> {
             panic!("{REQUIRE_POSTGRES} is set but {TEST_POSTGRES_URL} is not: cannot run {test} on PostgreSQL")
         }
         _ => {
-            eprintln!(
-                "\n!!! PostgreSQL SKIPPED for {test}: set {TEST_POSTGRES_URL}=postgres://postgres@127.0.0.1:5432/postgres to run it !!!\n"
-            );
+            crate::say_loudly(&format!(
+                "PostgreSQL SKIPPED for {test}: set {TEST_POSTGRES_URL}=postgres://postgres@127.0.0.1:5432/postgres to run it"
+            ));
             None
         }
     }

@@ -31,3 +31,10 @@ pub mod file_cdn;
 pub mod images;
 pub mod s3;
 pub mod variables;
+
+/// Prints `message` on the process's stderr even inside a passing test: the test harness
+/// captures `eprintln!` and shows it only for failures, but a skipped check must be seen.
+fn say_loudly(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "\n!!! {message} !!!\n");
+}
