@@ -11,4 +11,5 @@ mod orphans;
 mod pipeline;
 mod prefix;
 mod storage;
+mod structure;
 mod support;
