@@ -4,12 +4,15 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use portrait_bot::character::CharacterName;
+use portrait_bot::character::{CharacterClass, CharacterName};
 use portrait_bot::db::{Character, Db, DbError};
 
 use crate::cli::portrait_bot;
 use crate::on_both_databases;
-use crate::support::app::new_character;
+use crate::support::app::{new_character, PLAYER as PLAYER_ID};
+use crate::support::bot::{content, is_ephemeral, TestBot};
+use crate::support::database::TestDb;
+use crate::support::discord::slash_command;
 use crate::support::images;
 use crate::support::s3;
 
@@ -209,4 +212,24 @@ fn help_lists_the_exit_statuses() {
     }
     let (usage, _, _) = run(portrait_bot(dir.path()).args(["upload", "--guild", "0"]));
     assert_eq!(usage.status.code(), Some(2), "usage errors are clap's 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_refuses_a_name_or_class_the_domain_refuses_with_its_message_and_creates_nothing()
+{
+    let bot = TestBot::start(TestDb::sqlite().await).await;
+    let bad_name = slash_command("register").option_str("name", "Ar\u{7}ia");
+    let bad_class = slash_command("register")
+        .option_str("name", "Aria")
+        .option_str("class", "Ran\nger");
+    for (interaction, players_message) in [
+        (bad_name, CharacterName::parse("Ar\u{7}ia").unwrap_err()),
+        (bad_class, CharacterClass::parse("Ran\nger").unwrap_err()),
+    ] {
+        let reply = bot.command(&interaction.build()).await;
+        assert_eq!(content(&reply), players_message.to_string(), "{reply}");
+        assert!(is_ephemeral(&reply), "{reply}");
+    }
+    assert!(bot.character(PLAYER_ID, "Aria").await.is_none());
+    assert!(bot.character(PLAYER_ID, "Ar\u{7}ia").await.is_none());
 }
