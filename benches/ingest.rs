@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use portrait_bot::app::App;
+use portrait_bot::character::{DiscordId, NewCharacter};
 use portrait_bot::config::{AppEnv, DatabaseUrl, Settings, StorageSettings};
-use portrait_bot::db::NewCharacter;
 use portrait_bot::fetch::{FetchConfig, FetchError, Origin};
 use portrait_bot::portrait::inspect::{self, InspectLimits};
 use portrait_bot::portrait::{IngestRequest, PortraitSource, Upload};
@@ -322,13 +322,17 @@ async fn throughput(app: &App, s3: &TestS3, images: &[Bytes]) -> (f64, f64, u64)
 
 async fn character(app: &App, name: &str) -> portrait_bot::db::Character {
     app.db
-        .create_character(&NewCharacter {
-            guild_id: 1,
-            owner_id: 2,
-            name,
-            class: None,
-            bio: None,
-        })
+        .create_character(
+            &NewCharacter::parse(
+                DiscordId::new(1).expect("an id"),
+                DiscordId::new(2).expect("an id"),
+                name,
+                None,
+                None,
+            )
+            .expect("a valid character"),
+            None,
+        )
         .await
         .expect("character")
 }

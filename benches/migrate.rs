@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use portrait_bot::app::App;
+use portrait_bot::character::{DiscordId, NewCharacter};
 use portrait_bot::config::{AppEnv, DatabaseUrl, Settings, StorageSettings};
-use portrait_bot::db::NewCharacter;
 use portrait_bot::fetch::{FetchConfig, Origin};
 use portrait_bot::migration::cdn::{CdnMigrator, MigrateOptions};
 use portrait_bot::portrait::inspect::{self, InspectLimits};
@@ -411,13 +411,17 @@ async fn migration_phase(
     for (i, fixture) in fixtures.iter().enumerate() {
         let character = app
             .db
-            .create_character(&NewCharacter {
-                guild_id: 1,
-                owner_id: 10_000 + i as u64,
-                name: &format!("Hero {i}"),
-                class: None,
-                bio: None,
-            })
+            .create_character(
+                &NewCharacter::parse(
+                    DiscordId::new(1).expect("an id"),
+                    DiscordId::new(10_000 + i as u64).expect("an id"),
+                    &format!("Hero {i}"),
+                    None,
+                    None,
+                )
+                .expect("a valid character"),
+                None,
+            )
             .await
             .expect("character");
         app.db

@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
-use crate::config::{Settings, StorageSettings};
+use crate::config::Settings;
 use crate::db::{Db, DbError};
+use crate::discord_api::DiscordApi;
 use crate::fetch::{FetchError, Fetcher};
 use crate::metrics::Metrics;
+use crate::migration::cdn::CdnMigrator;
 use crate::portrait::{PortraitService, PortraitServiceSettings};
 use crate::storage::{StorageError, Store};
 
@@ -38,13 +40,7 @@ impl App {
             &settings.database_url.redacted(),
         )
         .await?;
-        let store = Arc::new(match &settings.storage {
-            StorageSettings::R2(r2) => Store::r2(r2.clone())?,
-            StorageSettings::Local {
-                root,
-                public_base_url,
-            } => Store::local(root.clone(), public_base_url.clone())?,
-        });
+        let store = Arc::new(Store::from_settings(&settings.storage)?);
         let fetcher = Fetcher::new(settings.fetch.clone())?;
         let metrics = Metrics::new();
         let portraits = PortraitService::new(
@@ -74,6 +70,18 @@ impl App {
             metrics,
             portraits,
         })
+    }
+
+    /// The CDN migrator over this application's database, pipeline and allowed origins, for
+    /// `portrait-bot migrate` and `/admin migrate-portraits` alike. Without `discord`,
+    /// expired Discord links cannot be refreshed.
+    pub fn cdn_migrator(&self, discord: Option<DiscordApi>) -> CdnMigrator {
+        CdnMigrator::new(
+            self.db.clone(),
+            self.portraits.clone(),
+            discord,
+            self.settings.fetch.allowed_origins.clone(),
+        )
     }
 
     /// Releases connections; call before exiting.

@@ -4,7 +4,9 @@
 use poise::CreateReply;
 
 use super::{Context, Data};
+use crate::character::CharacterError;
 use crate::db::DbError;
+use crate::portrait::registration::Refusal;
 use crate::portrait::IngestError;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,20 @@ impl From<IngestError> for BotError {
         } else {
             BotError::Ingest(err)
         }
+    }
+}
+
+/// A name, class or bio the domain refused: the player's to fix, its message shown as is.
+impl From<CharacterError> for BotError {
+    fn from(err: CharacterError) -> Self {
+        BotError::Player(err.to_string())
+    }
+}
+
+/// Every reply the player gets as is (a refused file, a rate limit) is theirs to fix.
+impl Refusal for BotError {
+    fn is_players_to_fix(&self) -> bool {
+        matches!(self, BotError::Player(_))
     }
 }
 

@@ -3,7 +3,8 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{from_db_id, now_text, to_db_id, Db, DbError};
+use super::{from_db_id, now_text, to_db_id, Backend, Db, DbError};
+use crate::character::{name_key, NewCharacter};
 
 /// A player's character as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,26 +23,9 @@ pub struct Character {
     pub updated_at: String,
 }
 
-/// What a player supplies to create a character.
-#[derive(Debug, Clone, Copy)]
-pub struct NewCharacter<'a> {
-    pub guild_id: u64,
-    pub owner_id: u64,
-    pub name: &'a str,
-    pub class: Option<&'a str>,
-    pub bio: Option<&'a str>,
-}
-
 pub(super) const COLUMNS: &str =
     "id, guild_id, owner_id, name, class, bio, portrait_id, portrait_url, \
                        created_at, updated_at";
-
-/// The key under which a player's character names are unique in a guild: surrounding
-/// spaces and case do not matter, so "Aria" and "aria " are the same character (and an
-/// import finds the characters players registered themselves).
-pub fn character_name_key(name: &str) -> String {
-    name.trim().to_lowercase()
-}
 
 pub(super) fn character_from_row(row: &AnyRow) -> Result<Character, sqlx::Error> {
     Ok(Character {
@@ -59,32 +43,69 @@ pub(super) fn character_from_row(row: &AnyRow) -> Result<Character, sqlx::Error>
 }
 
 impl Db {
-    /// Creates a character; a second one with the same name (ignoring case) for the same
-    /// player and guild is refused with [`DbError::CharacterExists`].
-    pub async fn create_character(&self, new: &NewCharacter<'_>) -> Result<Character, DbError> {
-        let now = now_text();
-        let name = new.name.trim();
+    /// Creates a character, each part already checked by the domain types.
+    ///
+    /// A second one with the same name (ignoring case) for the same player and server is
+    /// refused with [`DbError::CharacterExists`]. With `max_per_player`, a player who already
+    /// has that many characters in the server is refused with
+    /// [`DbError::TooManyCharacters`]: the count and the insert are one statement, and on
+    /// PostgreSQL the player's registrations are serialised by an advisory lock, so two
+    /// concurrent registrations cannot both slip under the cap.
+    pub async fn create_character(
+        &self,
+        new: &NewCharacter,
+        max_per_player: Option<u64>,
+    ) -> Result<Character, DbError> {
+        let guild_id = to_db_id(new.guild_id.get());
+        let owner_id = to_db_id(new.owner_id.get());
+        let name = new.name.as_str();
+        // No cap is a cap no player reaches (both databases count in signed 64 bits).
+        let max = max_per_player.map_or(i64::MAX, |max| i64::try_from(max).unwrap_or(i64::MAX));
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Held until the transaction ends; a collision between two players' keys only
+            // makes them wait for each other briefly.
+            // Selected inside a subquery: the lock function returns `void`, a type the `Any`
+            // driver cannot decode.
+            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS locked")
+                .bind(guild_id ^ owner_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let result = sqlx::query(&format!(
             "INSERT INTO characters (guild_id, owner_id, name, name_key, class, bio, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+             SELECT $1, $2, $3, $4, $5, $6, $7, $7 \
+             WHERE (SELECT COUNT(*) FROM characters WHERE guild_id = $1 AND owner_id = $2) < $8 \
+             RETURNING {COLUMNS}"
         ))
-        .bind(to_db_id(new.guild_id))
-        .bind(to_db_id(new.owner_id))
+        .bind(guild_id)
+        .bind(owner_id)
         .bind(name)
-        .bind(character_name_key(name))
-        .bind(new.class)
-        .bind(new.bio)
-        .bind(&now)
-        .fetch_one(&self.pool)
+        .bind(new.name.key())
+        .bind(new.class.as_ref().map(|class| class.as_str()))
+        .bind(new.bio.as_ref().map(|bio| bio.as_str()))
+        .bind(now_text())
+        .bind(max)
+        .fetch_optional(&mut *tx)
         .await;
-        match result {
-            Ok(row) => Ok(character_from_row(&row)?),
+        let row = match result {
+            Ok(row) => row,
             Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
-                Err(DbError::CharacterExists {
+                return Err(DbError::CharacterExists {
                     name: name.to_owned(),
                 })
             }
-            Err(err) => Err(err.into()),
+            Err(err) => return Err(err.into()),
+        };
+        tx.commit().await?;
+        match row {
+            Some(row) => Ok(character_from_row(&row)?),
+            None => Err(DbError::TooManyCharacters {
+                existing: self
+                    .count_characters(new.guild_id.get(), new.owner_id.get())
+                    .await?,
+                max: max_per_player.unwrap_or(u64::MAX),
+            }),
         }
     }
 
@@ -100,7 +121,7 @@ impl Db {
         ))
         .bind(to_db_id(guild_id))
         .bind(to_db_id(owner_id))
-        .bind(character_name_key(name))
+        .bind(name_key(name))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(character_from_row).transpose()?)

@@ -11,7 +11,8 @@
 use sqlx::{Any, Row, Transaction};
 
 use super::characters::character_from_row;
-use super::{character_name_key, now_text, to_db_id, Backend, Character, Db, DbError};
+use super::{now_text, to_db_id, Backend, Character, Db, DbError};
+use crate::character::name_key as character_name_key;
 
 /// A character found by an import, and where its stored portrait came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
-pub use characters::{character_name_key, Character, NewCharacter};
+pub use characters::Character;
 pub use imports::{ImportTarget, ImportTransaction, ImportedCharacter};
 pub use migration_runs::{LeaseHolder, MigrationItem, MigrationRun};
 pub use objects::{KeyReferences, ObjectReferences, RenameOutcome};
@@ -40,6 +40,9 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("you already have a character named `{name}` here")]
     CharacterExists { name: String },
+    /// The player already has the most characters allowed in the server.
+    #[error("you already have {existing} characters here, the most allowed is {max}")]
+    TooManyCharacters { existing: u64, max: u64 },
     #[error("that character no longer exists")]
     CharacterNotFound,
     #[error("database query failed: {0}")]

@@ -956,7 +956,7 @@ impl ValidRecord {
         (
             self.guild_id,
             self.owner_id,
-            crate::db::character_name_key(&self.name),
+            crate::character::name_key(&self.name),
         )
     }
 

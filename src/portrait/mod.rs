@@ -2,6 +2,7 @@
 
 pub mod inspect;
 pub mod key;
+pub mod registration;
 pub mod sanitize;
 mod service;
 

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 
+use crate::config::StorageSettings;
 use crate::secret::Secret;
 
 pub mod local;
@@ -164,6 +165,18 @@ pub enum Store {
 }
 
 impl Store {
+    /// The store the configuration chose: R2 when it is configured, else the local folder.
+    /// Checks the settings' shape only, like [`Store::r2`].
+    pub fn from_settings(settings: &StorageSettings) -> Result<Store, StorageError> {
+        match settings {
+            StorageSettings::R2(r2) => Store::r2(r2.clone()),
+            StorageSettings::Local {
+                root,
+                public_base_url,
+            } => Store::local(root.clone(), public_base_url.clone()),
+        }
+    }
+
     /// An R2 store. Checks the settings' shape only; use [`Store::ping`] to check reachability.
     pub fn r2(settings: R2Settings) -> Result<Store, StorageError> {
         r2::R2Store::new(settings).map(Store::R2)

@@ -492,13 +492,14 @@ async fn the_migration_command_is_admin_only_and_edits_its_progress_at_most_ever
     let db = &bot.db.db;
     for i in 0..24u32 {
         let character = db
-            .create_character(&portrait_bot::db::NewCharacter {
-                guild_id: GUILD_ID,
-                owner_id: 20_000 + u64::from(i),
-                name: &format!("Old {i}"),
-                class: None,
-                bio: None,
-            })
+            .create_character(
+                &crate::support::app::new_character(
+                    GUILD_ID,
+                    20_000 + u64::from(i),
+                    &format!("Old {i}"),
+                ),
+                None,
+            )
             .await
             .unwrap();
         // Slow downloads make the run last several progress intervals.

@@ -1,6 +1,7 @@
 //! Every repository function, on SQLite and on PostgreSQL.
 
-use portrait_bot::db::{Db, DbError, NewCharacter, NewFallback, NewPortrait, Stats};
+use portrait_bot::character::{CharacterName, DiscordId, NewCharacter};
+use portrait_bot::db::{Db, DbError, NewFallback, NewPortrait, Stats};
 
 use crate::on_both_databases;
 
@@ -8,14 +9,23 @@ const GUILD: u64 = 1_100_000_000_000_000_001;
 const PLAYER: u64 = 900_000_000_000_000_002;
 const OTHER_PLAYER: u64 = 900_000_000_000_000_003;
 
-fn new_aria() -> NewCharacter<'static> {
-    NewCharacter {
-        guild_id: GUILD,
-        owner_id: PLAYER,
-        name: "Aria Windrunner",
-        class: Some("Ranger"),
-        bio: Some("Raised by wolves; fond of ✨ sparkles."),
-    }
+fn id(id: u64) -> DiscordId {
+    DiscordId::new(id).expect("a Discord id")
+}
+
+fn name(name: &str) -> CharacterName {
+    CharacterName::parse(name).expect("a valid name")
+}
+
+fn new_aria() -> NewCharacter {
+    NewCharacter::parse(
+        id(GUILD),
+        id(PLAYER),
+        "Aria Windrunner",
+        Some("Ranger"),
+        Some("Raised by wolves; fond of ✨ sparkles."),
+    )
+    .expect("a valid character")
 }
 
 fn portrait(key: &str) -> NewPortrait<'_> {
@@ -33,8 +43,10 @@ fn portrait(key: &str) -> NewPortrait<'_> {
     }
 }
 
-async fn create(db: &Db, new: NewCharacter<'_>) -> portrait_bot::db::Character {
-    db.create_character(&new).await.expect("character created")
+async fn create(db: &Db, new: NewCharacter) -> portrait_bot::db::Character {
+    db.create_character(&new, None)
+        .await
+        .expect("character created")
 }
 
 on_both_databases! {
@@ -53,20 +65,20 @@ on_both_databases! {
 
     async fn a_second_character_with_the_same_name_in_any_case_is_refused(t: TestDb) {
         create(&t.db, new_aria()).await;
-        let duplicate = NewCharacter { name: "  aria WINDRUNNER ", ..new_aria() };
-        let err = t.db.create_character(&duplicate).await.expect_err("duplicate refused");
+        let duplicate = NewCharacter { name: name("  aria WINDRUNNER "), ..new_aria() };
+        let err = t.db.create_character(&duplicate, None).await.expect_err("duplicate refused");
         assert!(matches!(err, DbError::CharacterExists { .. }), "{err:?}");
         assert_eq!(err.to_string(), "you already have a character named `aria WINDRUNNER` here");
         // Another player, or another guild, may use the name.
-        create(&t.db, NewCharacter { owner_id: OTHER_PLAYER, ..new_aria() }).await;
-        create(&t.db, NewCharacter { guild_id: GUILD + 1, ..new_aria() }).await;
+        create(&t.db, NewCharacter { owner_id: id(OTHER_PLAYER), ..new_aria() }).await;
+        create(&t.db, NewCharacter { guild_id: id(GUILD + 1), ..new_aria() }).await;
         assert_eq!(t.db.count_characters(GUILD, PLAYER).await.unwrap(), 1);
     }
 
     async fn characters_are_found_by_name_ignoring_case_and_listed_by_name(t: TestDb) {
         let aria = create(&t.db, new_aria()).await;
-        create(&t.db, NewCharacter { name: "brom", class: None, bio: None, ..new_aria() }).await;
-        create(&t.db, NewCharacter { owner_id: OTHER_PLAYER, name: "Cass", ..new_aria() }).await;
+        create(&t.db, NewCharacter { name: name("brom"), class: None, bio: None, ..new_aria() }).await;
+        create(&t.db, NewCharacter { owner_id: id(OTHER_PLAYER), name: name("Cass"), ..new_aria() }).await;
 
         let found = t.db.find_character(GUILD, PLAYER, "ARIA windrunner").await.unwrap();
         assert_eq!(found.map(|c| c.id), Some(aria.id));
@@ -98,7 +110,7 @@ on_both_databases! {
 
     async fn the_same_key_recorded_twice_is_one_row_shared_by_both_characters(t: TestDb) {
         let aria = create(&t.db, new_aria()).await;
-        let brom = create(&t.db, NewCharacter { name: "Brom", ..new_aria() }).await;
+        let brom = create(&t.db, NewCharacter { name: name("Brom"), ..new_aria() }).await;
         let key = "dev/portraits/2026/11/0123456789abcdef_shared.png";
         let (first, _) = t.db.attach_portrait(aria.id, &portrait(key), None).await.unwrap();
         let (second, _) = t.db.attach_portrait(brom.id, &portrait(key), None).await.unwrap();
@@ -120,7 +132,7 @@ on_both_databases! {
 
     async fn a_portrait_row_is_deleted_only_once_no_character_references_it(t: TestDb) {
         let aria = create(&t.db, new_aria()).await;
-        let brom = create(&t.db, NewCharacter { name: "Brom", ..new_aria() }).await;
+        let brom = create(&t.db, NewCharacter { name: name("Brom"), ..new_aria() }).await;
         let key = "dev/portraits/2026/11/0123456789abcdef_shared.png";
         let (record, _) = t.db.attach_portrait(aria.id, &portrait(key), None).await.unwrap();
         t.db.attach_portrait(brom.id, &portrait(key), None).await.unwrap();
@@ -152,7 +164,7 @@ on_both_databases! {
     async fn stats_count_characters_portraits_bytes_and_fallbacks(t: TestDb) {
         assert_eq!(t.db.stats().await.unwrap(), Stats::default());
         let aria = create(&t.db, new_aria()).await;
-        create(&t.db, NewCharacter { name: "Brom", ..new_aria() }).await;
+        create(&t.db, NewCharacter { name: name("Brom"), ..new_aria() }).await;
         t.db.attach_portrait(aria.id, &portrait("dev/portraits/2026/11/aaaaaaaaaaaaaaaa_a.png"), None).await.unwrap();
         t.db.record_portrait(&NewPortrait { size_bytes: 1_000, ..portrait("dev/portraits/2026/11/bbbbbbbbbbbbbbbb_b.png") }).await.unwrap();
         t.db.record_fallback(&NewFallback {

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use portrait_bot::db::{Character, Db, DbError, NewCharacter, NewPortrait};
+use portrait_bot::db::{Character, Db, DbError, NewPortrait};
+
+use crate::support::app::new_character;
 use portrait_bot::migration::import::{
     import_file, import_records, import_text, ImportError, ImportOptions, ImportReport, ImportRow,
     Rejected,
@@ -287,9 +289,7 @@ on_both_databases! {
     }
 
     async fn imported_names_match_characters_players_registered_ignoring_case(t: TestDb) {
-        let registered = t.db.create_character(&NewCharacter {
-            guild_id: GUILD, owner_id: PLAYER, name: "aria windrunner", class: None, bio: None,
-        }).await.unwrap();
+        let registered = t.db.create_character(&new_character(GUILD, PLAYER, "aria windrunner"), None).await.unwrap();
         let report = import(&t.db, &csv_export()).await;
         assert_eq!(counts(&report), (2, 1, 0, 0), "{report}");
         let aria = character(&t.db, PLAYER, "Aria Windrunner").await;
@@ -298,9 +298,7 @@ on_both_databases! {
         assert_eq!(aria.portrait_url.as_deref(), Some(ARIA_LINK));
 
         // And the other way round: an imported character blocks the same name in /register.
-        let err = t.db.create_character(&NewCharacter {
-            guild_id: GUILD, owner_id: OTHER_PLAYER, name: " CASS ", class: None, bio: None,
-        }).await.expect_err("the imported Cass exists");
+        let err = t.db.create_character(&new_character(GUILD, OTHER_PLAYER, " CASS "), None).await.expect_err("the imported Cass exists");
         assert!(matches!(err, DbError::CharacterExists { .. }), "{err:?}");
     }
 

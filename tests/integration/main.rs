@@ -12,4 +12,5 @@ mod orphans;
 mod pipeline;
 mod prefix;
 mod storage;
+mod structure;
 mod support;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use portrait_bot::db::{Character, NewCharacter};
+use portrait_bot::db::Character;
 use portrait_bot::discord_api::DiscordApi;
 use portrait_bot::fetch::Origin;
 use portrait_bot::migration::cdn::{CdnMigrator, MigrateOptions, MigrationSummary};
@@ -13,7 +13,7 @@ use portrait_bot::secret::Secret;
 
 use crate::cli::portrait_bot;
 use crate::on_both_databases;
-use crate::support::app::{TestApp, GUILD, MAX_UPLOAD_BYTES};
+use crate::support::app::{new_character, TestApp, GUILD, MAX_UPLOAD_BYTES};
 use crate::support::database::TestDb;
 use crate::support::r2::R2Access;
 use testkit::discord::{TestDiscord, BOT_TOKEN};
@@ -124,13 +124,10 @@ async fn plant_community(t: &TestApp, discord: &TestDiscord) -> Vec<Planted> {
         let character = t
             .app
             .db
-            .create_character(&NewCharacter {
-                guild_id: GUILD,
-                owner_id: 10_000 + planted.len() as u64,
-                name: &name,
-                class: None,
-                bio: None,
-            })
+            .create_character(
+                &new_character(GUILD, 10_000 + planted.len() as u64, &name),
+                None,
+            )
             .await
             .unwrap();
         t.app
@@ -261,9 +258,7 @@ on_both_databases! {
         let t = TestApp::start(t).await;
         let discord = TestDiscord::start().await;
         for i in 0..8u32 {
-            let character = t.app.db.create_character(&NewCharacter {
-                guild_id: GUILD, owner_id: 10_000 + u64::from(i), name: &format!("Slow {i}"), class: None, bio: None,
-            }).await.unwrap();
+            let character = t.app.db.create_character(&new_character(GUILD, 10_000 + u64::from(i), &format!("Slow {i}")), None).await.unwrap();
             let url = t.cdn.host_slowly(&format!("/attachments/9/{i}/slow.png"), images::png(12 + i, 12), "image/png", Duration::from_millis(700));
             t.app.db.set_character_external_portrait(character.id, &url).await.unwrap();
         }

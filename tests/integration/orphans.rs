@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use portrait_bot::db::{Character, Db, NewCharacter, NewPortrait};
+use portrait_bot::db::{Character, Db, NewPortrait};
+
+use crate::support::app::new_character;
 use portrait_bot::migration::orphans::{cleanup_orphans, delete_orphans, find_orphans, parse_age};
 use portrait_bot::storage::{ListedObject, Store};
 
@@ -66,15 +68,9 @@ fn portrait<'a>(key: &'a str, url: &'a str) -> NewPortrait<'a> {
 }
 
 async fn character(db: &Db, name: &str) -> Character {
-    db.create_character(&NewCharacter {
-        guild_id: GUILD,
-        owner_id: PLAYER,
-        name,
-        class: None,
-        bio: None,
-    })
-    .await
-    .expect("character created")
+    db.create_character(&new_character(GUILD, PLAYER, name), None)
+        .await
+        .expect("character created")
 }
 
 struct Fixture {

@@ -190,9 +190,7 @@ on_both_databases! {
         let png = Bytes::from(images::png(50, 50));
         let shared = t.app.portraits.ingest(Upload::Bytes(png.clone()), &request(&aria)).await.unwrap();
         // A second character of the same name in another guild shares the object.
-        let other = t.app.db.create_character(&portrait_bot::db::NewCharacter {
-            guild_id: 7, owner_id: PLAYER, name: "Twin", class: None, bio: None,
-        }).await.unwrap();
+        let other = t.app.db.create_character(&crate::support::app::new_character(7, PLAYER, "Twin"), None).await.unwrap();
         t.app.portraits.ingest(Upload::Bytes(png), &request(&other)).await.unwrap();
 
         let aria = t.reload(&aria).await;

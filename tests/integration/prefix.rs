@@ -3,7 +3,9 @@
 //! and PostgreSQL.
 
 use bytes::Bytes;
-use portrait_bot::db::{Character, Db, NewCharacter, NewPortrait, PortraitRecord};
+use portrait_bot::db::{Character, Db, NewPortrait, PortraitRecord};
+
+use crate::support::app::new_character;
 use portrait_bot::migration::prefix::{migrate_prefix, MigrationError, PrefixReport};
 use portrait_bot::storage::{ListedObject, Store};
 
@@ -101,15 +103,9 @@ impl Fixture {
 }
 
 async fn character(db: &Db, name: &str) -> Character {
-    db.create_character(&NewCharacter {
-        guild_id: GUILD,
-        owner_id: PLAYER,
-        name,
-        class: None,
-        bio: None,
-    })
-    .await
-    .expect("character created")
+    db.create_character(&new_character(GUILD, PLAYER, name), None)
+        .await
+        .expect("character created")
 }
 
 async fn fixture(db: &Db) -> Fixture {

@@ -9,7 +9,7 @@ use poise::CreateReply;
 
 use crate::bot::{BotError, Context};
 use crate::discord_api::DiscordApi;
-use crate::migration::cdn::{CdnMigrator, MigrateOptions, MigrationSummary, Progress};
+use crate::migration::cdn::{MigrateOptions, MigrationSummary, Progress};
 use crate::units::human_bytes;
 
 /// Discord allows 5 edits per 5 s per channel; one edit per 5 s leaves room for everything else.
@@ -91,12 +91,7 @@ async fn migrate_portraits(
         data.settings.api_base.as_deref(),
     )
     .map_err(|err| BotError::player(format!("Could not set up Discord access: {err}")))?;
-    let migrator = CdnMigrator::new(
-        data.app.db.clone(),
-        data.app.portraits.clone(),
-        Some(discord),
-        data.app.settings.fetch.allowed_origins.clone(),
-    );
+    let migrator = data.app.cdn_migrator(Some(discord));
 
     if let Some(run) = rollback {
         let restored = migrator

@@ -6,10 +6,8 @@ mod portrait;
 mod register;
 
 use super::{BotError, Context, Data};
+use crate::character::DiscordId;
 use crate::db::Character;
-
-/// Longest character name, in characters.
-const MAX_NAME_CHARS: usize = 64;
 
 pub fn all() -> Vec<poise::Command<Data, BotError>> {
     vec![
@@ -81,20 +79,10 @@ async fn autocomplete_own_character(ctx: Context<'_>, partial: &str) -> Vec<Stri
     }
 }
 
-fn validate_name(name: &str) -> Result<&str, BotError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(BotError::player("A character needs a name."));
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(BotError::player(format!(
-            "Character names can be at most {MAX_NAME_CHARS} characters."
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(BotError::player(
-            "Character names can't contain line breaks or control characters.",
-        ));
-    }
-    Ok(name)
+/// A Discord id as the domain holds it; Discord's own ids always fit.
+fn discord_id(id: u64) -> Result<DiscordId, BotError> {
+    DiscordId::new(id).ok_or_else(|| BotError::player("Discord sent an id this bot cannot store."))
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,10 +6,12 @@ use futures::StreamExt;
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
-use super::{guild_id, validate_name};
+use super::{discord_id, guild_id};
 use crate::bot::upload::{self, AttachmentLink};
 use crate::bot::{embeds, BotError, Context};
-use crate::db::{Character, DbError, NewCharacter};
+use crate::character::NewCharacter;
+use crate::db::{Character, DbError};
+use crate::portrait::registration::{self, IfExists, RegistrationError};
 use crate::portrait::PortraitSource;
 use crate::units::human_duration;
 
@@ -33,58 +35,46 @@ pub async fn register(
     // Answer Discord within its 3 seconds, before any download.
     ctx.defer_ephemeral().await?;
     let data = ctx.data();
-    let guild = guild_id(ctx)?;
-    let owner = ctx.author().id.get();
-    let name = validate_name(&name)?;
-
-    let existing = data.app.db.count_characters(guild, owner).await?;
-    if existing >= data.settings.max_characters_per_player {
-        return Err(BotError::player(format!(
-            "You already have {existing} characters here, the most allowed. \
-             Delete one with `/character delete` first."
-        )));
-    }
-    let character = match data
-        .app
-        .db
-        .create_character(&NewCharacter {
-            guild_id: guild,
-            owner_id: owner,
-            name,
-            class: class.as_deref().map(str::trim).filter(|c| !c.is_empty()),
-            bio: bio.as_deref().map(str::trim).filter(|b| !b.is_empty()),
-        })
-        .await
-    {
-        Ok(character) => character,
-        Err(DbError::CharacterExists { name }) => {
-            return Err(BotError::player(format!(
-                "You already have a character named `{name}` here. \
-                 Use `/portrait set` to change its portrait."
-            )))
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let new = NewCharacter::parse(
+        discord_id(guild_id(ctx)?)?,
+        discord_id(ctx.author().id.get())?,
+        &name,
+        class.as_deref(),
+        bio.as_deref(),
+    )?;
+    let max_per_player = Some(data.settings.max_characters_per_player);
 
     if let Some(attachment) = portrait {
         let link = AttachmentLink {
             url: attachment.url.clone(),
             size: u64::from(attachment.size),
         };
-        return match upload::set_portrait(ctx, &character, link, PortraitSource::SlashCommand).await
-        {
-            Ok(reply) => {
-                ctx.send(reply).await?;
-                Ok(())
-            }
-            Err(err) => {
-                // A refused image registers nothing: the player fixes the file and runs
-                // /register again, with no half-made character in the way.
-                data.app.db.delete_character(character.id).await?;
-                Err(err)
-            }
-        };
+        // A refused image registers nothing: the player fixes the file and runs /register
+        // again, with no half-made character in the way.
+        let registered = registration::register(
+            &data.app.db,
+            &new,
+            max_per_player,
+            IfExists::Refuse,
+            async |character: &Character| {
+                upload::set_portrait(ctx, character, link, PortraitSource::SlashCommand).await
+            },
+        )
+        .await
+        .map_err(|err| match err {
+            RegistrationError::Character(err) => not_created(err),
+            RegistrationError::Portrait(err) => err,
+        })?;
+        ctx.send(registered.portrait).await?;
+        return Ok(());
     }
+
+    let character = data
+        .app
+        .db
+        .create_character(&new, max_per_player)
+        .await
+        .map_err(not_created)?;
 
     if !data.settings.registration_message_step {
         ctx.send(registered_reply(ctx, &character, None).await)
@@ -92,6 +82,21 @@ pub async fn register(
         return Ok(());
     }
     ask_for_image(ctx, character).await
+}
+
+/// Why the character was not created, as the player reads it.
+fn not_created(err: DbError) -> BotError {
+    match err {
+        DbError::CharacterExists { name } => BotError::player(format!(
+            "You already have a character named `{name}` here. \
+             Use `/portrait set` to change its portrait."
+        )),
+        DbError::TooManyCharacters { existing, .. } => BotError::player(format!(
+            "You already have {existing} characters here, the most allowed. \
+             Delete one with `/character delete` first."
+        )),
+        err => err.into(),
+    }
 }
 
 /// Asks the player to post their image, and reads it from the first message of theirs that

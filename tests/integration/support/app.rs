@@ -4,8 +4,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use portrait_bot::app::App;
+use portrait_bot::character::{DiscordId, NewCharacter};
 use portrait_bot::config::{AppEnv, DatabaseUrl, Settings, StorageSettings};
-use portrait_bot::db::{Character, NewCharacter};
+use portrait_bot::db::Character;
 use portrait_bot::fetch::{FetchConfig, Origin};
 use portrait_bot::portrait::inspect::InspectLimits;
 
@@ -19,6 +20,12 @@ pub const GUILD: u64 = 1_200_000_000_000_000_001;
 pub const PLAYER: u64 = 800_000_000_000_000_002;
 pub const DEFAULT_PORTRAIT_URL: &str = "https://bot.example.test/default-portrait.png";
 pub const MAX_UPLOAD_BYTES: u64 = 2 * 1024 * 1024;
+
+/// A character with just a name, checked by the domain rules like every real one.
+pub fn new_character(guild: u64, owner: u64, name: &str) -> NewCharacter {
+    let id = |id| DiscordId::new(id).expect("a Discord id");
+    NewCharacter::parse(id(guild), id(owner), name, None, None).expect("a valid character")
+}
 
 pub struct TestApp {
     pub app: App,
@@ -39,13 +46,7 @@ impl TestApp {
     pub async fn create_character(&self, name: &str) -> Character {
         self.app
             .db
-            .create_character(&NewCharacter {
-                guild_id: GUILD,
-                owner_id: PLAYER,
-                name,
-                class: None,
-                bio: None,
-            })
+            .create_character(&new_character(GUILD, PLAYER, name), None)
             .await
             .expect("character created")
     }
