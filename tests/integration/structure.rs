@@ -12,9 +12,9 @@ use crate::on_both_databases;
 use crate::support::app::{new_character, PLAYER as PLAYER_ID};
 use crate::support::bot::{content, is_ephemeral, TestBot};
 use crate::support::database::TestDb;
-use crate::support::discord::slash_command;
-use crate::support::images;
-use crate::support::s3;
+use testkit::discord::slash_command;
+use testkit::images;
+use testkit::s3;
 
 const GUILD: u64 = 1_300_000_000_000_000_001;
 const PLAYER: u64 = 700_000_000_000_000_002;
