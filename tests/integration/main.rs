@@ -7,6 +7,7 @@ mod deploy;
 mod discord_harness;
 mod import;
 mod migration;
+mod ops;
 mod orphans;
 mod pipeline;
 mod prefix;
