@@ -1,12 +1,21 @@
 //! Promises an operator relies on, kept under races, outages and hostile requests: the real
 //! binary, started the way a supervisor or a deploy starts it.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use serde_json::json;
 use sqlx::Connection;
 
+use crate::support::bot::ANSWER;
+use crate::support::cdn::TestCdn;
 use crate::support::database::TEST_POSTGRES_URL;
+use crate::support::discord::{
+    is_callback, slash_command, Attachment, TestDiscord, BOT_TOKEN, GUILD_ID,
+};
 use crate::support::images;
 use crate::support::variables::{BOT_VARIABLES, CONFIG_VARIABLES};
 
@@ -21,6 +30,93 @@ fn portrait_bot(dir: &Path) -> Command {
     }
     command.env_remove("NO_COLOR");
     command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -TERM {}", child.id());
+}
+
+/// A running `portrait-bot` whose stderr is collected as it comes.
+struct Running {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn start(command: &mut Command) -> Running {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("portrait-bot starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Running { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (up to `limit`) until stderr contains `text`.
+    async fn wait_for_log(&self, text: &str, limit: Duration) {
+        let started = Instant::now();
+        while !self.stderr().contains(text) {
+            assert!(
+                started.elapsed() < limit,
+                "no `{text}` in the log after {limit:?}:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The exit status, if the process ends within `limit`; otherwise it is killed and `None`.
+    async fn exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Let the reader thread take the last lines.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Some(status);
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -141,4 +237,236 @@ async fn twenty_uploads_started_at_once_on_a_new_postgres_database_all_succeed()
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic.into_panic());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stopping while Discord is out of reach, and a token Discord rejects.
+
+/// A TCP server that accepts connections and never answers them.
+async fn silent_server() -> (String, Arc<Mutex<usize>>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(0));
+    let count = accepted.clone();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            *count.lock().unwrap() += 1;
+            held.push(socket);
+        }
+    });
+    (addr.to_string(), accepted, server)
+}
+
+/// A Discord REST API that knows the token but whose gateway never answers.
+async fn discord_with_a_silent_gateway(gateway: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let ws_url = format!("ws://{gateway}");
+    let router = axum::Router::new()
+        .route(
+            "/api/v10/users/@me",
+            axum::routing::get(|| async {
+                axum::Json(json!({
+                    "id": "1100000000000000002", "username": "Portrait Bot",
+                    "discriminator": "0000", "avatar": null, "bot": true,
+                }))
+            }),
+        )
+        .route(
+            "/api/v10/gateway",
+            axum::routing::get(move || {
+                let ws_url = ws_url.clone();
+                async move { axum::Json(json!({ "url": ws_url })) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (format!("http://{addr}"), server)
+}
+
+fn run_bot(dir: &Path, api_base: &str, grace_secs: u64) -> Running {
+    Running::start(
+        portrait_bot(dir)
+            .env("DISCORD_TOKEN", "a-token-for-the-outage-tests")
+            .env("DISCORD_API_BASE", api_base)
+            .env("SHUTDOWN_GRACE_SECS", grace_secs.to_string())
+            .env("HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+            .arg("run"),
+    )
+}
+
+const GRACE_SECS: u64 = 3;
+
+/// SIGTERM, then the exit status if the bot ends within the grace period (and a moment to
+/// close the database and end the process).
+async fn stop_within_grace(bot: &mut Running) -> Option<ExitStatus> {
+    sigterm(&bot.child);
+    bot.exit_within(Duration::from_secs(GRACE_SECS) + Duration::from_millis(1500))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_on_sigterm_within_the_grace_while_retrying_an_unreachable_discord() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let mut bot = run_bot(dir.path(), &closed, GRACE_SECS);
+    bot.wait_for_log(
+        "could not reach Discord at DISCORD_API_BASE; retrying",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    let exit = stop_within_grace(&mut bot).await;
+    assert!(
+        exit.is_some_and(|status| status.success()),
+        "exit 0 within {GRACE_SECS} s of SIGTERM, got {exit:?}:\n{}",
+        bot.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_on_sigterm_within_the_grace_while_discord_never_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (silent, accepted, _server) = silent_server().await;
+    let mut bot = run_bot(dir.path(), &format!("http://{silent}"), GRACE_SECS);
+    let started = Instant::now();
+    while *accepted.lock().unwrap() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the bot never called Discord"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let exit = stop_within_grace(&mut bot).await;
+    assert!(
+        exit.is_some_and(|status| status.success()),
+        "exit 0 within {GRACE_SECS} s of SIGTERM, got {exit:?}:\n{}",
+        bot.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_on_sigterm_within_the_grace_while_the_gateway_never_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, accepted, _gateway_server) = silent_server().await;
+    let (api_base, _api) = discord_with_a_silent_gateway(&gateway).await;
+    let mut bot = run_bot(dir.path(), &api_base, GRACE_SECS);
+    let started = Instant::now();
+    while *accepted.lock().unwrap() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the bot never opened the gateway:\n{}",
+            bot.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let exit = stop_within_grace(&mut bot).await;
+    assert!(
+        exit.is_some_and(|status| status.success()),
+        "exit 0 within {GRACE_SECS} s of SIGTERM, got {exit:?}:\n{}",
+        bot.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_stops_run_at_once_without_waiting_for_the_upload_in_flight() {
+    let discord = TestDiscord::start().await;
+    discord.add_guild(GUILD_ID);
+    let cdn = TestCdn::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut bot = Running::start(
+        portrait_bot(dir.path())
+            .env("RUST_LOG", "info")
+            .env("DISCORD_TOKEN", BOT_TOKEN)
+            .env("DISCORD_API_BASE", discord.api_base())
+            .env("DEV_GUILD_ID", GUILD_ID.to_string())
+            .env("CDN_ALLOWED_ORIGINS", cdn.origin())
+            .env("SHUTDOWN_GRACE_SECS", "120")
+            .env("HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+            .arg("run"),
+    );
+    discord.wait_ready(1).await;
+    discord
+        .wait_for_rest("command registration", |c| c.method == "PUT", ANSWER)
+        .await;
+
+    // An upload whose download takes a minute: the first SIGTERM waits for it.
+    let png = images::png(26, 26);
+    let url = cdn.host_slowly(
+        "/attachments/7/7/slow.png",
+        png.clone(),
+        "image/png",
+        Duration::from_secs(60),
+    );
+    let image = Attachment::new("slow.png", &url, png.len() as u64);
+    let interaction = slash_command("register")
+        .option_str("name", "Mira")
+        .option_attachment("portrait", &image)
+        .build();
+    discord.send_interaction(interaction.clone()).await;
+    discord
+        .wait_for_rest("the defer", is_callback(&interaction), ANSWER)
+        .await;
+
+    sigterm(&bot.child);
+    bot.wait_for_log("shutting down", Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        bot.child.try_wait().unwrap().is_none(),
+        "the first SIGTERM waits for the upload:\n{}",
+        bot.stderr()
+    );
+
+    sigterm(&bot.child);
+    let exit = bot.exit_within(Duration::from_secs(5)).await;
+    assert!(
+        exit.is_some_and(|status| status.success()),
+        "the second SIGTERM ends the bot at once with 0, got {exit:?}:\n{}",
+        bot.stderr()
+    );
+    assert!(
+        bot.stderr().contains("second stop signal"),
+        "the log says why it did not wait:\n{}",
+        bot.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_discord_rejects_with_401_stops_run_naming_discord_token_but_not_the_token() {
+    const TOKEN: &str = "MTEwMDAw.rejected-token.do-not-print-me";
+    let discord = TestDiscord::start().await;
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+        discord.fail_rest(
+            method,
+            "/",
+            401,
+            json!({ "message": "401: Unauthorized", "code": 0 }),
+            usize::MAX,
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut bot = Running::start(
+        portrait_bot(dir.path())
+            .env("DISCORD_TOKEN", TOKEN)
+            .env("DISCORD_API_BASE", discord.api_base())
+            .env("HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+            .arg("run"),
+    );
+
+    let exit = bot.exit_within(Duration::from_secs(30)).await;
+    let stderr = bot.stderr();
+    assert!(
+        exit.is_some_and(|status| !status.success()),
+        "the bot stops with a failure instead of retrying, got {exit:?}:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("Discord rejected DISCORD_TOKEN"),
+        "says which setting is wrong:\n{stderr}"
+    );
+    assert!(!stderr.contains(TOKEN), "never prints the token:\n{stderr}");
 }
