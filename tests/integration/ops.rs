@@ -17,6 +17,7 @@ use crate::support::discord::{
     is_callback, slash_command, Attachment, TestDiscord, BOT_TOKEN, GUILD_ID,
 };
 use crate::support::images;
+use crate::support::s3::{self, TestS3};
 use crate::support::variables::{BOT_VARIABLES, CONFIG_VARIABLES};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_portrait-bot");
@@ -469,4 +470,76 @@ async fn a_token_discord_rejects_with_401_stops_run_naming_discord_token_but_not
         "says which setting is wrong:\n{stderr}"
     );
     assert!(!stderr.contains(TOKEN), "never prints the token:\n{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs: no credentials at any level, no colour codes in a pipe.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_r2_credential_appears_in_the_output_even_with_rust_log_trace() {
+    let s3 = TestS3::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = portrait_bot(dir.path());
+    command
+        .env("RUST_LOG", "trace")
+        .env("R2_ENDPOINT", s3.endpoint())
+        .env("R2_ACCESS_KEY_ID", s3::ACCESS_KEY)
+        .env("R2_SECRET_ACCESS_KEY", s3::SECRET_KEY)
+        .env("R2_BUCKET_NAME", s3::BUCKET)
+        .env("R2_PUBLIC_URL", s3::PUBLIC_URL)
+        .arg("check");
+    // Off the async runtime: s3s-fs runs on it and must keep answering.
+    let output = tokio::task::spawn_blocking(move || command.output().expect("check runs"))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("storage: ok") && stderr.contains(" TRACE "),
+        "signed requests were made with trace logging on:\n{stdout}\n{stderr}"
+    );
+    for (name, secret) in [
+        ("R2_ACCESS_KEY_ID", s3::ACCESS_KEY),
+        ("R2_SECRET_ACCESS_KEY", s3::SECRET_KEY),
+    ] {
+        for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+            // Where each leak comes from: the start of the line names level, span and target.
+            let leaks: Vec<String> = text
+                .lines()
+                .filter(|line| line.contains(secret))
+                .map(|line| line.chars().take(300).collect())
+                .collect();
+            assert!(
+                leaks.is_empty(),
+                "{name} printed {} times on {stream}:\n{}",
+                leaks.len(),
+                leaks.join("\n")
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn logs_written_to_a_pipe_are_plain_text_without_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || {
+            portrait_bot(&dir)
+                .env("RUST_LOG", "debug")
+                .arg("check")
+                .output()
+                .expect("check runs")
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("DEBUG"), "debug logging is on:\n{stderr}");
+    assert!(
+        !stderr.contains("\x1b["),
+        "no ANSI escape codes in piped logs:\n{stderr:?}"
+    );
 }
