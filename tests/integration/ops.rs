@@ -543,3 +543,120 @@ async fn logs_written_to_a_pipe_are_plain_text_without_colour_codes() {
         "no ANSI escape codes in piped logs:\n{stderr:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Local objects over HTTP.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_objects_are_served_with_etags_ranges_and_404_for_folders_and_hostile_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("objects");
+    let port = free_port();
+    let store = portrait_bot::storage::Store::local(
+        objects.clone(),
+        format!("http://127.0.0.1:{port}/objects"),
+    )
+    .unwrap();
+    let png = images::png(40, 30);
+    let key = "dev/portraits/2026/11/0123456789abcdef_aria.png";
+    store
+        .put(key, png.clone().into(), "image/png", &[])
+        .await
+        .unwrap();
+    // No extension to guess from: the type must come from what the object was stored with.
+    let bare = "dev/portraits/2026/11/no-extension";
+    store
+        .put(bare, png.clone().into(), "image/png", &[])
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "outside the store").unwrap();
+
+    let _server = Running::start(
+        portrait_bot(dir.path())
+            .env("LOCAL_STORAGE_DIR", &objects)
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .arg("serve"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "serve never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let get = |path: String| client.get(format!("{base}{path}"));
+
+    let whole = get(format!("/objects/{key}")).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    let headers = whole.headers().clone();
+    assert_eq!(headers["content-type"], "image/png");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let etag = headers
+        .get("etag")
+        .expect("an ETag")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    assert_eq!(whole.bytes().await.unwrap().as_ref(), png.as_slice());
+
+    let typed = get(format!("/objects/{bare}")).send().await.unwrap();
+    assert_eq!(typed.status(), 200);
+    assert_eq!(typed.headers()["content-type"], "image/png");
+
+    let unchanged = get(format!("/objects/{key}"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), 304);
+    assert_eq!(unchanged.headers()["etag"], etag.as_str());
+    assert_eq!(
+        unchanged.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(unchanged.bytes().await.unwrap().is_empty());
+
+    let other = get(format!("/objects/{key}"))
+        .header("if-none-match", "\"not-this-one\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200, "a different ETag gets the object");
+
+    let part = get(format!("/objects/{key}"))
+        .header("range", "bytes=8-23")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 8-23/{}", png.len()).as_str()
+    );
+    assert_eq!(part.headers()["content-type"], "image/png");
+    assert_eq!(part.headers()["etag"], etag.as_str());
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &png[8..24]);
+
+    for missing in [
+        "/objects/dev",
+        "/objects/dev/",
+        "/objects/dev/portraits",
+        "/objects/dev/portraits/2026/11/nope.png",
+        "/objects/..%2Fsecret.txt",
+        "/objects/dev/..%2F..%2Fsecret.txt",
+        "/objects/dev/%2e%2e/%2e%2e/secret.txt",
+        "/objects/.portrait-meta/dev/portraits/2026/11/0123456789abcdef_aria.png.json",
+        "/objects/%2Fetc%2Fpasswd",
+    ] {
+        let response = get(missing.to_owned()).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{missing}");
+    }
+}
