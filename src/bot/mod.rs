@@ -8,7 +8,8 @@ mod limits;
 mod upload;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use poise::serenity_prelude as serenity;
 
@@ -45,8 +46,11 @@ pub enum RunError {
          to run without the step that reads images from posted messages."
     )]
     DisallowedIntents,
-    #[error("Discord rejected DISCORD_TOKEN (gateway close 4004): copy a fresh token from the Developer Portal")]
-    InvalidToken,
+    #[error(
+        "Discord rejected DISCORD_TOKEN ({0}): copy a fresh token from the Discord Developer \
+         Portal (your application → Bot → Reset Token)"
+    )]
+    InvalidToken(&'static str),
     #[error("Discord error: {0}")]
     Discord(#[from] serenity::Error),
 }
@@ -120,22 +124,52 @@ async fn register(
     Ok(())
 }
 
+/// How long one startup request to Discord may take before it counts as failed.
+const STARTUP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The wait between startup attempts while Discord is unreachable: doubling up to the cap.
+const STARTUP_RETRY_FIRST: Duration = Duration::from_secs(1);
+const STARTUP_RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// Connects to Discord and serves commands until `shutdown` resolves; then stops taking
 /// commands, lets uploads in flight finish within the grace period, and disconnects.
+///
+/// Startup and shutdown race each other: whatever state the connection is in (checking the
+/// token, waiting to retry an unreachable Discord, opening the gateway, connected), a stop
+/// signal ends `run` within `SHUTDOWN_GRACE_SECS` with `Ok`. serenity alone cannot promise
+/// that: `ShardManager::shutdown_all` returns without ending `Client::start` while no shard
+/// runner exists yet (the gateway is still being reached), and its REST client has no
+/// timeout. A second SIGINT or SIGTERM during the grace period stops at once.
 pub async fn run(
     app: App,
     settings: BotSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let lifecycle = Arc::new(Lifecycle::default());
-    let http = http_client(&settings);
-    let intents = intents(&settings);
+    let shard_manager = Arc::new(OnceLock::new());
     let grace = settings.shutdown_grace;
+    let gateway = connect_and_serve(app, settings, lifecycle.clone(), shard_manager.clone());
+    let stop = stop_after(shutdown, lifecycle, grace, shard_manager);
+    tokio::select! {
+        result = gateway => result,
+        () = stop => Ok(()),
+    }
+}
+
+/// Checks the token, connects, and serves until the gateway stops.
+async fn connect_and_serve(
+    app: App,
+    settings: BotSettings,
+    lifecycle: Arc<Lifecycle>,
+    shard_manager: Arc<OnceLock<Arc<serenity::ShardManager>>>,
+) -> Result<(), RunError> {
+    let http = http_client(&settings);
+    verify_token(&http, settings.api_base.is_some()).await?;
+    let intents = intents(&settings);
     let shards = settings.shards;
 
     let data = Data {
         limiter: UploadLimiter::new(settings.uploads_per_10_minutes, UPLOAD_WINDOW),
-        lifecycle: lifecycle.clone(),
+        lifecycle,
         app,
         settings,
     };
@@ -172,23 +206,7 @@ pub async fn run(
     let mut client = serenity::ClientBuilder::new_with_http(http, intents)
         .framework(framework)
         .await?;
-
-    let shard_manager = client.shard_manager.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!(
-            grace_secs = grace.as_secs(),
-            "shutting down: no new commands; waiting for uploads in flight"
-        );
-        let unfinished = lifecycle.drain(grace).await;
-        if unfinished > 0 {
-            tracing::warn!(
-                unfinished,
-                "grace period over; exiting with uploads still running"
-            );
-        }
-        shard_manager.shutdown_all().await;
-    });
+    let _ = shard_manager.set(client.shard_manager.clone());
 
     let started = match shards {
         ShardPlan::Single => client.start().await,
@@ -205,9 +223,79 @@ pub async fn run(
             Err(RunError::DisallowedIntents)
         }
         Err(serenity::Error::Gateway(serenity::GatewayError::InvalidAuthentication)) => {
-            Err(RunError::InvalidToken)
+            Err(RunError::InvalidToken("gateway close 4004"))
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+/// Asks Discord who the token belongs to before connecting. A 401 is final: no retry can fix a
+/// wrong token, so the bot stops saying so. Anything else (refused connections, no answer,
+/// 5xx, 429) is an outage that ends some day: retried with backoff, saying so in the log,
+/// until it works or a stop signal arrives.
+async fn verify_token(http: &serenity::Http, custom_base: bool) -> Result<(), RunError> {
+    let mut delay = STARTUP_RETRY_FIRST;
+    loop {
+        let failure =
+            match tokio::time::timeout(STARTUP_REQUEST_TIMEOUT, http.get_current_user()).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(serenity::Error::Http(err)))
+                    if err.status_code().map(|status| status.as_u16()) == Some(401) =>
+                {
+                    return Err(RunError::InvalidToken("401 Unauthorized"));
+                }
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => format!("no answer within {} s", STARTUP_REQUEST_TIMEOUT.as_secs()),
+            };
+        tracing::warn!(
+            error = %failure,
+            retry_in_secs = delay.as_secs(),
+            "could not reach Discord{}; retrying",
+            if custom_base { " at DISCORD_API_BASE" } else { "" }
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(STARTUP_RETRY_MAX);
+    }
+}
+
+/// Once `shutdown` resolves: no new commands, uploads in flight get the grace period, then the
+/// gateway is closed with whatever time is left. Returns when all that is done, when the grace
+/// period is over, or at once on a second stop signal.
+async fn stop_after(
+    shutdown: impl Future<Output = ()>,
+    lifecycle: Arc<Lifecycle>,
+    grace: Duration,
+    shard_manager: Arc<OnceLock<Arc<serenity::ShardManager>>>,
+) {
+    shutdown.await;
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: no new commands; waiting for uploads in flight"
+    );
+    let stopping = async {
+        let unfinished = lifecycle.drain(grace).await;
+        if unfinished > 0 {
+            tracing::warn!(
+                unfinished,
+                "grace period over; exiting with uploads still running"
+            );
+        }
+        if let Some(manager) = shard_manager.get() {
+            if tokio::time::timeout_at(deadline, manager.shutdown_all())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the gateway did not close within the grace period; leaving it");
+            }
+        }
+    };
+    tokio::select! {
+        () = stopping => {}
+        () = lifecycle::stop_signal() => tracing::warn!(
+            unfinished = lifecycle.in_flight(),
+            "second stop signal: exiting now without waiting for uploads in flight"
+        ),
     }
 }
 

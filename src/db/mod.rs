@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 pub use characters::Character;
 pub use imports::{ImportTarget, ImportTransaction, ImportedCharacter};
@@ -109,10 +109,7 @@ impl Db {
             .await
             .map_err(connect_error)?;
 
-        match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
-        }
+        apply_migrations(&pool, backend).await?;
         Ok(Db { pool, backend })
     }
 
@@ -130,6 +127,37 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Applies the pending migrations, safely when several processes start at once.
+///
+/// sqlx's `Migrator` reads the applied versions and then applies each missing one in its own
+/// transaction. Two processes starting together on a fresh database both see nothing applied
+/// and both run `0001`; the second fails with "table … already exists". Its cure is a lock held
+/// from that read to the last write:
+///
+/// - **PostgreSQL**: `Migrator::run` already takes `pg_advisory_lock` for the whole run (see
+///   `sqlx-postgres`'s `Migrate::lock`), so the second process waits and then finds every
+///   migration applied.
+/// - **SQLite**: sqlx's `Migrate::lock` is a no-op there. So the whole run happens inside one
+///   `BEGIN IMMEDIATE` transaction: it takes SQLite's own write lock *before* reading the
+///   applied versions, other processes' `BEGIN IMMEDIATE` waits in the busy timeout (set on
+///   every connection), and each migration becomes a savepoint inside it (SQLite's DDL is
+///   transactional). This is the database's own lock on exactly the file being migrated —
+///   unlike a lock file beside it, it cannot disagree with the database about who holds it,
+///   and unlike retrying on "already exists" it never runs half a migration twice. The run is
+///   a few milliseconds on a fresh database and one read of `_sqlx_migrations` afterwards.
+async fn apply_migrations(pool: &AnyPool, backend: Backend) -> Result<(), DbError> {
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = pool.acquire().await?;
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            SQLITE_MIGRATIONS.run_direct(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        Backend::Postgres => POSTGRES_MIGRATIONS.run(pool).await?,
+    }
+    Ok(())
 }
 
 /// SQLite will not create a file's folder, and sqlx opens read-write without `create` unless

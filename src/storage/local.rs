@@ -202,6 +202,35 @@ impl LocalStore {
         .await
     }
 
+    /// The headers the HTTP server sends with `key`'s bytes, or `None` when no object is
+    /// stored under it: a missing file, a folder (what other keys' prefixes look like) and a
+    /// key the store refuses are all simply not there.
+    pub async fn serving_headers(&self, key: &str) -> Result<Option<ServedHeaders>, StorageError> {
+        if check_key(key).is_err() {
+            return Ok(None);
+        }
+        let root = self.root.clone();
+        let key = key.to_owned();
+        blocking(move || {
+            let path = Self::object_path(&root, &key);
+            let meta = match fs::metadata(&path) {
+                Ok(m) if m.is_file() => m,
+                Ok(_) => return Ok(None),
+                Err(e) if is_absent(&e) => return Ok(None),
+                Err(e) => return Err(io_error("look up", &root, &path, e)),
+            };
+            let sidecar = read_sidecar(&root, &key)?;
+            Ok(Some(ServedHeaders {
+                content_type: sidecar.content_type,
+                cache_control: sidecar
+                    .cache_control
+                    .unwrap_or_else(|| CACHE_CONTROL.to_owned()),
+                etag: etag(&meta),
+            }))
+        })
+        .await
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StorageError> {
         let root = self.root.clone();
         blocking(move || match fs::metadata(&root) {
@@ -221,6 +250,28 @@ impl LocalStore {
         })
         .await
     }
+}
+
+/// What the HTTP server sends with an object besides its bytes (as S3 would).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedHeaders {
+    /// The Content-Type it was stored with, when its metadata file says.
+    pub content_type: Option<String>,
+    /// The Cache-Control it was stored with ([`CACHE_CONTROL`] when unknown).
+    pub cache_control: String,
+    /// A strong entity tag: size and modification time, as nginx makes them. Every write
+    /// renames a new file into place, so any change gives a new tag without hashing the bytes
+    /// on each request.
+    pub etag: String,
+}
+
+fn etag(meta: &fs::Metadata) -> String {
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("\"{:x}-{modified:x}\"", meta.len())
 }
 
 /// Runs filesystem work off the async runtime's threads.
