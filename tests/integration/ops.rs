@@ -11,14 +11,12 @@ use serde_json::json;
 use sqlx::Connection;
 
 use crate::support::bot::ANSWER;
-use crate::support::cdn::TestCdn;
-use crate::support::database::TEST_POSTGRES_URL;
-use crate::support::discord::{
-    is_callback, slash_command, Attachment, TestDiscord, BOT_TOKEN, GUILD_ID,
-};
-use crate::support::images;
-use crate::support::s3::{self, TestS3};
-use crate::support::variables::{BOT_VARIABLES, CONFIG_VARIABLES};
+use testkit::cdn::TestCdn;
+use testkit::database::TEST_POSTGRES_URL;
+use testkit::discord::{is_callback, slash_command, Attachment, TestDiscord, BOT_TOKEN, GUILD_ID};
+use testkit::images;
+use testkit::s3::{self, TestS3};
+use testkit::variables::{BOT_VARIABLES, CONFIG_VARIABLES};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_portrait-bot");
 
