@@ -13,6 +13,7 @@
 
 mod decode;
 mod header;
+mod profile;
 mod sniff;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -24,6 +25,7 @@ use crate::units::human_bytes;
 
 use decode::{verify_gif, verify_jpeg, verify_png, verify_webp};
 use header::{read_header, DECODER_STATE_MEMORY};
+use profile::check_colour_profile;
 use sniff::sniff;
 
 /// The image formats accepted as portraits.
@@ -119,6 +121,10 @@ pub struct ImageInfo {
 /// frames of 2000×2000), which bounds the CPU a small, highly compressible file can demand.
 pub const ANIMATION_PIXEL_BUDGET_FACTOR: u64 = 16;
 
+/// The largest embedded colour profile (ICC) accepted, in bytes, inflated. Real profiles are a
+/// few KiB to a few hundred; anything larger is refused rather than inflated or stored.
+pub const MAX_COLOUR_PROFILE_BYTES: usize = 1024 * 1024;
+
 /// Why an upload was refused. `Display` is written for the player; [`Rejection::reason`] is the
 /// metric label, and `Corrupt::detail` carries the decoder's words for logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -193,6 +199,13 @@ pub enum Rejection {
     },
 
     #[error(
+        "This {format} image carries a colour profile larger than {}. Please save it again \
+         with a standard colour profile such as sRGB, and try again.",
+        human_bytes(*.max as u64)
+    )]
+    ColourProfileTooLarge { format: ImageFormat, max: usize },
+
+    #[error(
         "This {format} file seems damaged or incomplete. \
          Please export it again, or upload the original file."
     )]
@@ -215,6 +228,7 @@ impl Rejection {
             Self::TooManyPixels { .. } => "too_many_pixels",
             Self::AnimationTooLarge { .. } => "animation_too_large",
             Self::DecodeTooCostly { .. } => "decode_too_costly",
+            Self::ColourProfileTooLarge { .. } => "colour_profile_too_large",
             Self::Corrupt { .. } => "corrupt",
         }
     }
@@ -312,11 +326,14 @@ pub fn verify_frames(
     let format = info.format;
     // The decoders are fuzzed but not infallible; a panic on hostile input must become a
     // refusal, not a lost worker thread.
-    let outcome = catch_unwind(AssertUnwindSafe(|| match format {
-        ImageFormat::Png => verify_png(bytes, limits),
-        ImageFormat::Jpeg => verify_jpeg(bytes, limits),
-        ImageFormat::Gif => verify_gif(bytes, limits),
-        ImageFormat::Webp => verify_webp(bytes, limits),
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        check_colour_profile(bytes, format)?;
+        match format {
+            ImageFormat::Png => verify_png(bytes, limits),
+            ImageFormat::Jpeg => verify_jpeg(bytes, limits),
+            ImageFormat::Gif => verify_gif(bytes, limits),
+            ImageFormat::Webp => verify_webp(bytes, limits),
+        }
     }));
     match outcome {
         Ok(result) => result,

@@ -15,6 +15,8 @@
 mod exif;
 mod gif;
 mod jpeg;
+#[cfg(test)]
+mod mutation_tests;
 mod png;
 mod rewriter;
 #[cfg(test)]
@@ -46,8 +48,8 @@ pub enum SanitizeError {
 pub struct Sanitized {
     pub bytes: Bytes,
     /// Kinds of metadata removed, each listed once, in file order: "EXIF", "XMP", "IPTC",
-    /// "comment", "text chunk", "timestamp", "content credentials", "application data",
-    /// "other metadata", "appended images", "trailing data".
+    /// "comment", "text chunk", "plain text", "timestamp", "thumbnail", "content credentials",
+    /// "application data", "other metadata", "stray data", "appended images", "trailing data".
     pub removed: Vec<&'static str>,
 }
 
@@ -56,10 +58,13 @@ const XMP: &str = "XMP";
 const IPTC: &str = "IPTC";
 const COMMENT: &str = "comment";
 const TEXT_CHUNK: &str = "text chunk";
+const PLAIN_TEXT: &str = "plain text";
 const TIMESTAMP: &str = "timestamp";
+const THUMBNAIL: &str = "thumbnail";
 const CONTENT_CREDENTIALS: &str = "content credentials";
 const APPLICATION_DATA: &str = "application data";
 const OTHER_METADATA: &str = "other metadata";
+const STRAY_DATA: &str = "stray data";
 const APPENDED_IMAGES: &str = "appended images";
 const TRAILING_DATA: &str = "trailing data";
 

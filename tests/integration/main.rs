@@ -10,5 +10,6 @@ mod migration;
 mod orphans;
 mod pipeline;
 mod prefix;
+mod privacy;
 mod storage;
 mod support;

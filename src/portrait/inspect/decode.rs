@@ -58,15 +58,20 @@ pub(super) fn verify_png(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Re
         .max_bytes
         .saturating_mul(2)
         .saturating_add(64 * 1024 * 1024);
-    let mut decoder = png::Decoder::new_with_limits(
-        Cursor::new(bytes),
-        png::Limits {
-            bytes: usize::try_from(budget).unwrap_or(usize::MAX),
-        },
-    );
-    // Text chunks are stripped before storage anyway; skipping them spares inflating zTXt/iTXt.
-    // Their CRCs are still checked.
-    decoder.set_ignore_text_chunk(true);
+    // Every chunk's CRC and the image data's Adler-32 are verified, as common decoders do: by
+    // default the crate skips ancillary chunks with a bad CRC (which includes every APNG frame,
+    // fdAT) and does not check the Adler-32 at all. Text chunks are stripped before storage
+    // anyway, and the colour profile was bounded before this, so neither is inflated here.
+    let mut options = png::DecodeOptions::default();
+    options.set_ignore_adler32(false);
+    options.set_ignore_crc(false);
+    options.set_skip_ancillary_crc_failures(false);
+    options.set_ignore_text_chunk(true);
+    options.set_ignore_iccp_chunk(true);
+    let mut decoder = png::Decoder::new_with_options(Cursor::new(bytes), options);
+    decoder.set_limits(png::Limits {
+        bytes: usize::try_from(budget).unwrap_or(usize::MAX),
+    });
     decoder.set_transformations(png::Transformations::IDENTITY);
     let mut reader = decoder.read_info().map_err(corrupt)?;
 

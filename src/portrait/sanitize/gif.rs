@@ -1,4 +1,5 @@
-//! GIF: extension blocks are classified by label and application identifier.
+//! GIF: images are kept; of the extensions only graphic control (delays, transparency),
+//! looping and the colour profile are, and nothing after the trailer.
 
 use bytes::Bytes;
 
@@ -28,23 +29,43 @@ pub(super) fn strip_gif(bytes: Bytes) -> Result<Sanitized, SanitizeError> {
                 let block_end =
                     skip_sub_blocks(&data, pos + 2).ok_or(malformed("extension truncated"))?;
                 let block = block_start..block_end;
+                let block_bytes = &data[block.clone()];
                 match label {
-                    0xFE => out.remove(block, COMMENT),
-                    0xFF => {
+                    GRAPHIC_CONTROL => match first_sub_block(&block_bytes[2..], 4) {
+                        SubBlocks::Exact => out.keep(block),
+                        SubBlocks::More(first) => {
+                            out.remove(block, OTHER_METADATA);
+                            out.insert([&block_bytes[..2], &first[..]].concat());
+                        }
+                        SubBlocks::Other => out.remove(block, OTHER_METADATA),
+                    },
+                    APPLICATION => {
                         // The application identifier (8 bytes) and code (3) form the first
                         // sub-block.
                         let id = data.get(pos + 3..pos + 14).unwrap_or_default();
                         match id {
                             // Looping, and the colour profile: these change how it plays or
-                            // looks.
-                            b"NETSCAPE2.0" | b"ANIMEXTS1.0" | b"ICCRGBG1012" => out.keep(block),
+                            // looks. The looping one holds a loop count and nothing else.
+                            b"NETSCAPE2.0" | b"ANIMEXTS1.0" => {
+                                match first_sub_block(&block_bytes[14..], 3) {
+                                    SubBlocks::Exact => out.keep(block),
+                                    SubBlocks::More(loops) => {
+                                        out.remove(block, APPLICATION_DATA);
+                                        out.insert([&block_bytes[..14], &loops[..]].concat());
+                                    }
+                                    SubBlocks::Other => out.remove(block, APPLICATION_DATA),
+                                }
+                            }
+                            b"ICCRGBG1012" => out.keep(block),
                             b"XMP DataXMP" => out.remove(block, XMP),
                             b"MGKIPTC0000" | b"MGK8BIM0000" => out.remove(block, IPTC),
                             _ => out.remove(block, APPLICATION_DATA),
                         }
                     }
-                    // Graphic control (delays, transparency) and plain text render.
-                    _ => out.keep(block),
+                    COMMENT_LABEL => out.remove(block, COMMENT),
+                    // Text drawn over the image by no viewer in use today.
+                    PLAIN_TEXT_LABEL => out.remove(block, PLAIN_TEXT),
+                    _ => out.remove(block, OTHER_METADATA),
                 }
                 pos = block_end;
             }
@@ -67,4 +88,33 @@ pub(super) fn strip_gif(bytes: Bytes) -> Result<Sanitized, SanitizeError> {
     };
     out.remove(image_end..data.len(), TRAILING_DATA);
     Ok(out.finish())
+}
+
+const PLAIN_TEXT_LABEL: u8 = 0x01;
+const GRAPHIC_CONTROL: u8 = 0xF9;
+const COMMENT_LABEL: u8 = 0xFE;
+const APPLICATION: u8 = 0xFF;
+
+enum SubBlocks {
+    /// One sub-block of the expected size, then the terminator.
+    Exact,
+    /// The expected first sub-block, followed by more: that sub-block and a terminator.
+    More(Vec<u8>),
+    /// A first sub-block of another size.
+    Other,
+}
+
+/// How a sub-block chain (starting at its first length byte) compares with a single sub-block
+/// of `len` bytes.
+fn first_sub_block(chain: &[u8], len: usize) -> SubBlocks {
+    match chain.get(..len + 1) {
+        Some(first) if usize::from(first[0]) == len => {
+            if chain.len() == len + 2 {
+                SubBlocks::Exact
+            } else {
+                SubBlocks::More([first, &[0]].concat())
+            }
+        }
+        _ => SubBlocks::Other,
+    }
 }

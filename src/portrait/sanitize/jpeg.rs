@@ -1,11 +1,25 @@
-//! JPEG: the segments before the first scan are classified one by one.
+//! JPEG: every segment, wherever it sits (before the first scan, between the scans of a
+//! progressive file, after the last one), is kept only when decoding needs it; entropy-coded
+//! data is copied as it is; everything after EOI goes.
 
 use bytes::Bytes;
 
 use super::exif::{exif_action, ExifAction, EXIF_HEADER};
 use super::rewriter::Rewriter;
 use super::*;
-use crate::portrait::formats::jpeg::{end_of_image, next_marker, segment_end, write_segment};
+use crate::portrait::formats::jpeg::{
+    write_segment, Part, Walker, APP0, APP1, APP14, APP2, EOI, ICC_PROFILE, SOS,
+};
+
+/// The JFIF header without a thumbnail: identifier, version, units, densities, 0×0 thumbnail.
+const JFIF_HEADER_LEN: usize = 14;
+
+/// What becomes of one segment.
+enum Verdict {
+    Keep,
+    Remove(&'static str),
+    Replace(&'static str, Vec<u8>),
+}
 
 pub(super) fn strip_jpeg(bytes: Bytes) -> Result<Sanitized, SanitizeError> {
     let malformed = |reason| SanitizeError::Malformed {
@@ -18,69 +32,115 @@ pub(super) fn strip_jpeg(bytes: Bytes) -> Result<Sanitized, SanitizeError> {
     }
     let mut out = Rewriter::new(bytes);
     out.keep(0..2);
-    let mut has_mpf = false;
-
-    // Metadata lives in the segments before the first scan; those are classified one by one.
-    let mut pos = 2;
-    let scan_start = loop {
-        let Some(marker_at) = next_marker(&data, pos) else {
-            return Err(malformed("no image data"));
-        };
-        let marker = data[marker_at + 1];
-        match marker {
-            0x01 | 0xD0..=0xD7 => {
-                out.keep(pos..marker_at + 2);
-                pos = marker_at + 2;
-                continue;
+    let mut walker = Walker::new(&data);
+    let mut state = State::default();
+    let image_end = loop {
+        let part = walker
+            .next_part()
+            .map_err(malformed)?
+            .ok_or(malformed("missing end of image"))?;
+        match part {
+            Part::Gap(range) => out.remove(range, STRAY_DATA),
+            Part::EntropyData(range) => out.keep(range),
+            Part::Marker { marker: EOI, range } => {
+                if !state.seen_scan {
+                    return Err(malformed("no image data"));
+                }
+                out.keep(range.clone());
+                break range.end;
             }
-            0xD8 | 0xD9 => return Err(malformed("no image data")),
-            _ => {}
-        }
-        let segment_end = segment_end(&data, marker_at).ok_or(malformed("segment truncated"))?;
-        if marker == 0xDA {
-            break pos;
-        }
-        let payload = &data[marker_at + 4..segment_end];
-        let segment = pos..segment_end;
-        match marker {
-            0xE1 if payload.starts_with(EXIF_HEADER) => {
-                match exif_action(&payload[EXIF_HEADER.len()..]) {
-                    ExifAction::Keep => out.keep(segment),
-                    ExifAction::Drop => out.remove(segment, EXIF),
-                    ExifAction::Replace(tiff) => {
-                        out.remove(segment, EXIF);
-                        out.insert(write_segment(0xE1, &[EXIF_HEADER, &tiff]));
+            Part::Marker { range, .. } => out.keep(range),
+            Part::Segment {
+                marker,
+                range,
+                payload,
+            } => {
+                match state.verdict(marker, &data[payload]) {
+                    Verdict::Keep => out.keep(range),
+                    Verdict::Remove(what) => out.remove(range, what),
+                    Verdict::Replace(what, segment) => {
+                        out.remove(range, what);
+                        out.insert(segment);
                     }
                 }
+                state.seen_scan |= marker == SOS;
             }
-            0xE1 if payload.starts_with(b"http://ns.adobe.com/") => out.remove(segment, XMP),
-            0xED => out.remove(segment, IPTC),
-            0xFE => out.remove(segment, COMMENT),
-            0xE2 if payload.starts_with(b"ICC_PROFILE\0") => out.keep(segment),
-            0xE2 if payload.starts_with(b"MPF\0") => {
-                // The images it indexes are cut below, along with their own EXIF.
-                has_mpf = true;
-                out.remove(segment, APPENDED_IMAGES);
-            }
-            0xEB => out.remove(segment, CONTENT_CREDENTIALS),
-            // JFIF (APP0) and Adobe (APP14, which says how to convert colours) affect
-            // rendering; every other APPn is metadata some program left behind.
-            0xE0 | 0xEE => out.keep(segment),
-            0xE1..=0xEF => out.remove(segment, OTHER_METADATA),
-            _ => out.keep(segment),
         }
-        pos = segment_end;
     };
-
-    // From the first scan to EOI everything is image data and stays as it is, including any
-    // table or comment segments between progressive scans.
-    let image_end = end_of_image(&data, scan_start).ok_or(malformed("missing end of image"))?;
-    out.keep(scan_start..image_end);
-    let label = if has_mpf {
+    let label = if state.has_mpf {
         APPENDED_IMAGES
     } else {
         TRAILING_DATA
     };
     out.remove(image_end..data.len(), label);
     Ok(out.finish())
+}
+
+#[derive(Default)]
+struct State {
+    seen_scan: bool,
+    seen_exif: bool,
+    has_mpf: bool,
+}
+
+impl State {
+    /// The allow-list: the frame, scan and table segments decoding needs, wherever they are;
+    /// before the first scan also JFIF (without its thumbnail), the ICC profile, Adobe's colour
+    /// transform and an EXIF block reduced to its Orientation. Nothing else.
+    fn verdict(&mut self, marker: u8, payload: &[u8]) -> Verdict {
+        match marker {
+            // SOF0–SOF15, DHT (C4) and DAC (CC); C8 is reserved ("JPG").
+            0xC0..=0xCF if marker != 0xC8 => return Verdict::Keep,
+            // SOS, DQT, DNL, DRI, DHP, EXP.
+            0xDA..=0xDF => return Verdict::Keep,
+            _ => {}
+        }
+        if !self.seen_scan {
+            match marker {
+                APP0 if payload.starts_with(b"JFIF\0") => {
+                    return match payload.get(..JFIF_HEADER_LEN) {
+                        Some(header)
+                            if payload.len() > JFIF_HEADER_LEN || header[12..] != [0, 0] =>
+                        {
+                            let mut header = header.to_vec();
+                            header[12..].fill(0);
+                            Verdict::Replace(THUMBNAIL, write_segment(APP0, &[&header]))
+                        }
+                        _ => Verdict::Keep,
+                    };
+                }
+                APP1 if payload.starts_with(EXIF_HEADER) && !self.seen_exif => {
+                    self.seen_exif = true;
+                    return match exif_action(&payload[EXIF_HEADER.len()..]) {
+                        ExifAction::Keep => Verdict::Keep,
+                        ExifAction::Drop => Verdict::Remove(EXIF),
+                        ExifAction::Replace(tiff) => {
+                            Verdict::Replace(EXIF, write_segment(APP1, &[EXIF_HEADER, &tiff]))
+                        }
+                    };
+                }
+                APP2 if payload.starts_with(ICC_PROFILE) => return Verdict::Keep,
+                APP14 if payload.starts_with(b"Adobe") => return Verdict::Keep,
+                _ => {}
+            }
+        }
+        Verdict::Remove(self.label(marker, payload))
+    }
+
+    /// What a removed segment held, for logs.
+    fn label(&mut self, marker: u8, payload: &[u8]) -> &'static str {
+        match marker {
+            APP1 if payload.starts_with(EXIF_HEADER) => EXIF,
+            APP1 if payload.starts_with(b"http://ns.adobe.com/") => XMP,
+            APP2 if payload.starts_with(b"MPF\0") => {
+                // The images it indexes are cut after EOI, along with their own EXIF.
+                self.has_mpf = true;
+                APPENDED_IMAGES
+            }
+            0xED => IPTC,
+            0xFE => COMMENT,
+            0xEB => CONTENT_CREDENTIALS,
+            _ => OTHER_METADATA,
+        }
+    }
 }

@@ -1,11 +1,20 @@
-//! PNG: chunks are classified one by one up to IEND.
+//! PNG: chunks up to IEND are kept only when rendering needs them; the rest, and anything after
+//! IEND, goes.
 
 use bytes::Bytes;
 
 use super::exif::{exif_action, ExifAction};
 use super::rewriter::Rewriter;
 use super::*;
-use crate::portrait::formats::png::{write_chunk, SIGNATURE as PNG_SIGNATURE};
+use crate::portrait::formats::png::{chunk_at, write_chunk, SIGNATURE as PNG_SIGNATURE};
+
+/// The chunks rendering needs: header, palette and transparency, colour space (gamma,
+/// chromaticities, sRGB, ICC profile, significant bits), image data, the APNG animation and
+/// frames, and the end. `eXIf` is handled apart: it is reduced to the Orientation.
+const RENDERING_CHUNKS: [&[u8; 4]; 13] = [
+    b"IHDR", b"PLTE", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT", b"IDAT", b"acTL",
+    b"fcTL", b"fdAT", b"IEND",
+];
 
 pub(super) fn strip_png(bytes: Bytes) -> Result<Sanitized, SanitizeError> {
     let malformed = |reason| SanitizeError::Malformed {
@@ -19,39 +28,38 @@ pub(super) fn strip_png(bytes: Bytes) -> Result<Sanitized, SanitizeError> {
     let mut out = Rewriter::new(bytes);
     out.keep(0..PNG_SIGNATURE.len());
     let mut pos = PNG_SIGNATURE.len();
+    let mut seen_exif = false;
     let image_end = loop {
-        let header = data
-            .get(pos..pos + 8)
-            .ok_or(malformed("missing IEND chunk"))?;
-        let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let kind: [u8; 4] = [header[4], header[5], header[6], header[7]];
-        let chunk_end = pos
-            .checked_add(12)
-            .and_then(|end| end.checked_add(length))
-            .filter(|&end| end <= data.len())
-            .ok_or(malformed("chunk truncated"))?;
-        let chunk = pos..chunk_end;
-        let payload = &data[pos + 8..chunk_end - 4];
-        match &kind {
-            b"iTXt" if payload.starts_with(b"XML:com.adobe.xmp\0") => out.remove(chunk, XMP),
-            b"tEXt" | b"zTXt" | b"iTXt" => out.remove(chunk, TEXT_CHUNK),
-            b"tIME" => out.remove(chunk, TIMESTAMP),
-            b"caBX" => out.remove(chunk, CONTENT_CREDENTIALS),
-            b"eXIf" => match exif_action(payload) {
-                ExifAction::Keep => out.keep(chunk),
-                ExifAction::Drop => out.remove(chunk, EXIF),
-                ExifAction::Replace(tiff) => {
-                    out.remove(chunk, EXIF);
-                    out.insert(write_chunk(*b"eXIf", &tiff));
-                }
-            },
+        let chunk = chunk_at(&data, pos).map_err(malformed)?;
+        let payload = &data[chunk.data.clone()];
+        let range = chunk.range.clone();
+        match &chunk.kind {
             b"IEND" => {
-                out.keep(chunk);
-                break chunk_end;
+                out.keep(range);
+                break chunk.range.end;
             }
-            _ => out.keep(chunk),
+            kind if RENDERING_CHUNKS.contains(&kind) => out.keep(range),
+            // Decoders read the first eXIf only.
+            b"eXIf" if !seen_exif => {
+                seen_exif = true;
+                match exif_action(payload) {
+                    ExifAction::Keep => out.keep(range),
+                    ExifAction::Drop => out.remove(range, EXIF),
+                    ExifAction::Replace(tiff) => {
+                        out.remove(range, EXIF);
+                        out.insert(write_chunk(*b"eXIf", &tiff));
+                    }
+                }
+            }
+            // `exIf` and `zxIf` are drafts some writers still use.
+            b"eXIf" | b"exIf" | b"zxIf" => out.remove(range, EXIF),
+            b"iTXt" if payload.starts_with(b"XML:com.adobe.xmp\0") => out.remove(range, XMP),
+            b"tEXt" | b"zTXt" | b"iTXt" => out.remove(range, TEXT_CHUNK),
+            b"tIME" => out.remove(range, TIMESTAMP),
+            b"caBX" => out.remove(range, CONTENT_CREDENTIALS),
+            _ => out.remove(range, OTHER_METADATA),
         }
-        pos = chunk_end;
+        pos = chunk.range.end;
     };
     out.remove(image_end..data.len(), TRAILING_DATA);
     Ok(out.finish())

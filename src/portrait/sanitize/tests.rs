@@ -11,7 +11,8 @@ use image::metadata::Orientation;
 use image::{ImageDecoder, ImageFormat as Codec};
 
 use crate::portrait::inspect::tests::{
-    animated_gif, jpeg_file, lossless_webp, png_file, riff_chunk, riff_webp, vp8l_payload, vp8x,
+    animated_gif, apng_file, encoded_jpeg, jpeg_file, lossless_webp, png_chunks, png_file,
+    riff_chunk, riff_webp, u24, vp8l_payload, vp8x,
 };
 use crate::portrait::inspect::{inspect, InspectLimits};
 
@@ -24,7 +25,7 @@ const IPTC_BYLINE: &str = "PlantedIptcByline";
 
 /// A TIFF-structured EXIF block: IFD0 with Make, BodySerialNumber-ish text (as Model),
 /// optionally Orientation, and optionally a GPS IFD holding a latitude and a map datum.
-fn exif_block(big_endian: bool, orientation: Option<u16>, with_gps: bool) -> Vec<u8> {
+pub(super) fn exif_block(big_endian: bool, orientation: Option<u16>, with_gps: bool) -> Vec<u8> {
     let u16b = |v: u16| {
         if big_endian {
             v.to_be_bytes()
@@ -133,7 +134,7 @@ fn xmp_packet() -> String {
     )
 }
 
-fn segment(marker: u8, payload: &[u8]) -> Vec<u8> {
+pub(super) fn segment(marker: u8, payload: &[u8]) -> Vec<u8> {
     let mut segment = vec![0xFF, marker];
     segment.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
     segment.extend_from_slice(payload);
@@ -141,7 +142,7 @@ fn segment(marker: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Inserts `segments` right after the encoder's JFIF APP0 segment.
-fn with_segments(jpeg: &[u8], segments: &[Vec<u8>]) -> Vec<u8> {
+pub(super) fn with_segments(jpeg: &[u8], segments: &[Vec<u8>]) -> Vec<u8> {
     assert_eq!(&jpeg[2..4], &[0xFF, 0xE0], "the encoder writes JFIF first");
     let app0_end = 4 + usize::from(u16::from_be_bytes([jpeg[4], jpeg[5]]));
     [&jpeg[..app0_end], &segments.concat(), &jpeg[app0_end..]].concat()
@@ -189,7 +190,7 @@ fn pixels(bytes: &[u8], codec: Codec) -> Vec<u8> {
         .into_raw()
 }
 
-fn private_jpeg(big_endian: bool) -> Vec<u8> {
+pub(super) fn private_jpeg(big_endian: bool) -> Vec<u8> {
     let mut iptc = b"Photoshop 3.0\08BIM\x04\x04\0\0\0\0\0\x18\x1C\x02\x50\0\x11".to_vec();
     iptc.extend_from_slice(IPTC_BYLINE.as_bytes());
     with_segments(
@@ -511,4 +512,212 @@ fn a_malformed_container_is_an_error_not_a_panic() {
         let error = strip_metadata(Bytes::from(bytes), format).unwrap_err();
         assert!(error.to_string().starts_with("malformed "), "{error}");
     }
+}
+
+// ---- metadata wherever it sits (allow-lists) --------------------------------------------
+
+/// `jpeg` with `segments` spliced in just before its EOI, after the last scan.
+fn before_end_of_image(jpeg: &[u8], segments: &[Vec<u8>]) -> Vec<u8> {
+    assert_eq!(&jpeg[jpeg.len() - 2..], &[0xFF, 0xD9]);
+    [
+        &jpeg[..jpeg.len() - 2],
+        &segments.concat(),
+        &jpeg[jpeg.len() - 2..],
+    ]
+    .concat()
+}
+
+#[test]
+fn exif_gps_and_a_comment_after_the_first_scan_are_removed_and_orientation_stays() {
+    let header_exif = segment(
+        0xE1,
+        &[EXIF_HEADER, &exif_block(false, Some(6), false)].concat(),
+    );
+    let original = before_end_of_image(
+        &with_segments(&jpeg_file(32, 32), &[header_exif]),
+        &[
+            segment(
+                0xE1,
+                &[EXIF_HEADER, &exif_block(false, Some(1), true)].concat(),
+            ),
+            segment(0xFE, COMMENT_TEXT.as_bytes()),
+        ],
+    );
+    for planted in [GPS_DATUM, COMMENT_TEXT] {
+        assert!(contains(&original, planted), "fixture lacks {planted}");
+    }
+    inspect(&original, &InspectLimits::default()).expect("fixture is a valid JPEG");
+
+    let sanitized =
+        strip_metadata(Bytes::from(original.clone()), ImageFormat::Jpeg).expect("strip");
+    let out = &sanitized.bytes[..];
+    for planted in [GPS_DATUM, COMMENT_TEXT, MAKE, MODEL_SERIAL] {
+        assert!(!contains(out, planted), "{planted} survived");
+    }
+    assert_eq!(orientation(out, Codec::Jpeg), Orientation::Rotate90);
+    assert_eq!(pixels(out, Codec::Jpeg), pixels(&original, Codec::Jpeg));
+    inspect(out, &InspectLimits::default()).expect("still a valid JPEG");
+}
+
+#[test]
+fn a_comment_between_the_scans_of_a_progressive_jpeg_is_removed() {
+    let progressive = encoded_jpeg(48, 32, true, jpeg_encoder::SamplingFactor::R_4_2_0);
+    let scans: Vec<usize> = (0..progressive.len() - 1)
+        .filter(|&i| progressive[i] == 0xFF && progressive[i + 1] == 0xDA)
+        .collect();
+    assert!(scans.len() > 2, "a progressive file has several scans");
+    let second = scans[1];
+    let original = [
+        &progressive[..second],
+        &segment(0xFE, COMMENT_TEXT.as_bytes()),
+        &progressive[second..],
+    ]
+    .concat();
+    inspect(&original, &InspectLimits::default()).expect("fixture is a valid JPEG");
+
+    let sanitized =
+        strip_metadata(Bytes::from(original.clone()), ImageFormat::Jpeg).expect("strip");
+    assert!(
+        !contains(&sanitized.bytes, COMMENT_TEXT),
+        "the comment survived"
+    );
+    assert_eq!(sanitized.removed, vec![COMMENT]);
+    assert_eq!(&sanitized.bytes[..], &progressive[..]);
+}
+
+#[test]
+fn stray_bytes_between_jpeg_segments_never_reach_storage() {
+    let jpeg = jpeg_file(16, 16);
+    let app0_end = 4 + usize::from(u16::from_be_bytes([jpeg[4], jpeg[5]]));
+    let original = [
+        &jpeg[..app0_end],
+        COMMENT_TEXT.as_bytes(),
+        &jpeg[app0_end..],
+    ]
+    .concat();
+    // The strict decode check refuses them; were they let through, they would be cut.
+    assert_eq!(
+        inspect(&original, &InspectLimits::default())
+            .unwrap_err()
+            .reason(),
+        "corrupt"
+    );
+    let sanitized = strip_metadata(Bytes::from(original), ImageFormat::Jpeg).expect("strip");
+    assert!(!contains(&sanitized.bytes, COMMENT_TEXT));
+    assert_eq!(sanitized.removed, vec![STRAY_DATA]);
+    assert_eq!(&sanitized.bytes[..], &jpeg[..]);
+}
+
+#[test]
+fn a_jfif_thumbnail_is_removed_and_the_jfif_header_kept() {
+    let jpeg = jpeg_file(16, 16);
+    let app0_end = 4 + usize::from(u16::from_be_bytes([jpeg[4], jpeg[5]]));
+    let mut jfif = jpeg[6..app0_end].to_vec();
+    assert_eq!(jfif.len(), 14, "the encoder writes no thumbnail");
+    jfif[12] = 2;
+    jfif[13] = 1;
+    jfif.extend_from_slice(&[0x42; 6]);
+    let original = [&jpeg[..2], &segment(0xE0, &jfif), &jpeg[app0_end..]].concat();
+    inspect(&original, &InspectLimits::default()).expect("fixture is a valid JPEG");
+    let sanitized = strip_metadata(Bytes::from(original), ImageFormat::Jpeg).expect("strip");
+    assert_eq!(&sanitized.bytes[..], &jpeg[..]);
+}
+
+#[test]
+fn a_legacy_lowercase_exif_chunk_and_a_private_text_chunk_are_removed_from_a_png() {
+    let plain = png_file(20, 10);
+    let ihdr_end = 8 + 25;
+    let mut private = b"PlantedPrivateChunk: ".to_vec();
+    private.extend_from_slice(COMMENT_TEXT.as_bytes());
+    let original = [
+        &plain[..ihdr_end],
+        &write_chunk(*b"exIf", &exif_block(false, Some(6), true)),
+        &write_chunk(*b"prVt", &private),
+        &plain[ihdr_end..],
+    ]
+    .concat();
+    inspect(&original, &InspectLimits::default()).expect("fixture is a valid PNG");
+
+    let sanitized = strip_metadata(Bytes::from(original.clone()), ImageFormat::Png).expect("strip");
+    let out = &sanitized.bytes[..];
+    for planted in [MAKE, MODEL_SERIAL, GPS_DATUM, COMMENT_TEXT, "exIf", "prVt"] {
+        assert!(!contains(out, planted), "{planted} survived");
+    }
+    assert_eq!(out, &plain[..]);
+    assert_eq!(pixels(out, Codec::Png), pixels(&original, Codec::Png));
+}
+
+#[test]
+fn only_the_chunks_rendering_needs_are_kept_in_a_png() {
+    let plain = apng_file(8, 8, 2);
+    let ihdr_end = 8 + 25;
+    let extra = [
+        write_chunk(*b"gAMA", &100_000u32.to_be_bytes()),
+        write_chunk(*b"sRGB", &[0]),
+        write_chunk(*b"pHYs", &[0, 0, 0x0B, 0x13, 0, 0, 0x0B, 0x13, 1]),
+        write_chunk(*b"bKGD", &[0, 1, 0, 2, 0, 3]),
+        write_chunk(*b"hIST", &[0; 4]),
+    ]
+    .concat();
+    let original = [&plain[..ihdr_end], &extra, &plain[ihdr_end..]].concat();
+    inspect(&original, &InspectLimits::default()).expect("fixture is a valid APNG");
+    let sanitized = strip_metadata(Bytes::from(original), ImageFormat::Png).expect("strip");
+    let kept: Vec<[u8; 4]> = png_chunks(&sanitized.bytes)
+        .into_iter()
+        .map(|(_, kind)| kind)
+        .collect();
+    let mut expected: Vec<[u8; 4]> = png_chunks(&plain).into_iter().map(|(_, k)| k).collect();
+    expected.splice(1..1, [*b"gAMA", *b"sRGB"]);
+    assert_eq!(kept, expected);
+}
+
+#[test]
+fn a_gif_plain_text_extension_is_removed() {
+    let plain = animated_gif(2);
+    let screen_end = 13 + crate::portrait::formats::gif::color_table_len(plain[10]);
+    let mut text = vec![0x21, 0x01, 12];
+    text.extend_from_slice(&[0; 12]);
+    text.push(COMMENT_TEXT.len() as u8);
+    text.extend_from_slice(COMMENT_TEXT.as_bytes());
+    text.push(0);
+    let original = [&plain[..screen_end], &text, &plain[screen_end..]].concat();
+    inspect(&original, &InspectLimits::default()).expect("fixture is a valid GIF");
+    let sanitized = strip_metadata(Bytes::from(original), ImageFormat::Gif).expect("strip");
+    assert!(!contains(&sanitized.bytes, COMMENT_TEXT));
+    assert_eq!(&sanitized.bytes[..], &plain[..]);
+}
+
+#[test]
+fn unknown_webp_chunks_are_removed_at_the_top_level_and_inside_animation_frames() {
+    let bitstream = vp8l_payload(&lossless_webp(16, 8, 4));
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&[0; 6]);
+    frame.extend_from_slice(&u24(15));
+    frame.extend_from_slice(&u24(7));
+    frame.extend_from_slice(&u24(100));
+    frame.push(0);
+    let clean_frame = [frame.clone(), riff_chunk(b"VP8L", &bitstream)].concat();
+    let private_frame = [
+        frame,
+        riff_chunk(b"VP8L", &bitstream),
+        riff_chunk(b"PRIV", COMMENT_TEXT.as_bytes()),
+    ]
+    .concat();
+    let build = |frame: &[u8], extra: bool| {
+        let mut chunks = vec![
+            vp8x(0x02 | 0x10, 16, 8),
+            riff_chunk(b"ANIM", &[0, 0, 0, 0, 0, 0]),
+        ];
+        if extra {
+            chunks.push(riff_chunk(b"NOTE", MAKE.as_bytes()));
+        }
+        chunks.push(riff_chunk(b"ANMF", frame));
+        riff_webp(&chunks)
+    };
+    let original = build(&private_frame, true);
+    inspect(&original, &InspectLimits::default()).expect("fixture is a valid WebP");
+    let sanitized = strip_metadata(Bytes::from(original), ImageFormat::Webp).expect("strip");
+    assert!(!contains(&sanitized.bytes, COMMENT_TEXT) && !contains(&sanitized.bytes, MAKE));
+    assert_eq!(&sanitized.bytes[..], &build(&clean_frame, false)[..]);
+    inspect(&sanitized.bytes, &InspectLimits::default()).expect("still a valid WebP");
 }
