@@ -131,7 +131,7 @@ fn exif_gps_and_a_comment_placed_after_the_scan_of_an_uploaded_jpeg_are_not_stor
 }
 
 #[test]
-fn a_png_s_legacy_exif_chunk_and_private_text_chunk_are_not_stored() {
+fn a_legacy_exif_chunk_and_a_private_text_chunk_in_an_uploaded_png_are_not_stored() {
     let dir = tempfile::tempdir().unwrap();
     let plain = images::png(64, 48);
     let exif = planted_exif_segment();
