@@ -24,3 +24,38 @@ pub fn skip_sub_blocks(data: &[u8], mut pos: usize) -> Option<usize> {
         pos += length;
     }
 }
+
+/// Where the blocks start: after the header, the logical screen descriptor and the global
+/// colour table.
+pub fn first_block(data: &[u8]) -> Option<usize> {
+    Some(13 + color_table_len(*data.get(10)?))
+}
+
+/// What a block is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block {
+    Extension { label: u8 },
+    Image,
+    Trailer,
+}
+
+/// The block starting at `pos` and where it ends, or why it cannot be read there.
+pub fn block_at(data: &[u8], pos: usize) -> Result<(Block, usize), &'static str> {
+    match data.get(pos) {
+        Some(0x21) => {
+            let label = *data.get(pos + 1).ok_or("extension truncated")?;
+            let end = skip_sub_blocks(data, pos + 2).ok_or("extension truncated")?;
+            Ok((Block::Extension { label }, end))
+        }
+        Some(0x2C) => {
+            let flags = *data.get(pos + 9).ok_or("image truncated")?;
+            // Descriptor, local colour table, LZW code size, then the data sub-blocks.
+            let data_start = pos + 10 + color_table_len(flags) + 1;
+            let end = skip_sub_blocks(data, data_start).ok_or("image truncated")?;
+            Ok((Block::Image, end))
+        }
+        Some(0x3B) => Ok((Block::Trailer, pos + 1)),
+        Some(_) => Err("unknown block"),
+        None => Err("missing trailer"),
+    }
+}

@@ -54,3 +54,23 @@ pub fn vp8l_dimensions(data: &[u8]) -> Option<(u32, u32)> {
     let bits = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
 }
+
+/// The chunks between `pos` and `end`, read leniently as decoders do: each chunk's fourcc and
+/// its data, cut at `end`; stops where no whole chunk header is left.
+pub fn chunks(
+    bytes: &[u8],
+    mut pos: usize,
+    end: usize,
+) -> impl Iterator<Item = ([u8; 4], std::ops::Range<usize>)> + '_ {
+    let end = end.min(bytes.len());
+    std::iter::from_fn(move || {
+        if pos.checked_add(8)? > end {
+            return None;
+        }
+        let (fourcc, size) = chunk_header(bytes, pos)?;
+        let data_start = pos + 8;
+        let data_end = data_start.saturating_add(size).min(end);
+        pos = data_start.saturating_add(size).saturating_add(size & 1);
+        Some((fourcc, data_start..data_end))
+    })
+}

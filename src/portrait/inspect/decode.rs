@@ -13,7 +13,7 @@ use super::{
 };
 use crate::portrait::formats::find;
 use crate::portrait::formats::jpeg::header_segments;
-use crate::portrait::formats::webp::{chunk_header, riff_end, vp8_dimensions, vp8l_dimensions};
+use crate::portrait::formats::webp::{chunks, riff_end, vp8_dimensions, vp8l_dimensions};
 
 /// Counts pixels decoded across the frames of an animation against its budget.
 struct AnimationBudget {
@@ -235,29 +235,23 @@ pub(super) fn verify_webp(bytes: &[u8], limits: &InspectLimits) -> Result<u32, R
 /// size within the canvas.
 fn check_webp_bitstreams(bytes: &[u8], width: u32, height: u32) -> Result<(), Rejection> {
     let corrupt = |detail: &str| Rejection::corrupt(ImageFormat::Webp, detail);
-    let riff_end = riff_end(bytes)
-        .ok_or_else(|| corrupt("RIFF header truncated"))?
-        .min(bytes.len());
+    let riff_end = riff_end(bytes).ok_or_else(|| corrupt("RIFF header truncated"))?;
     let mut found = false;
     let mut pending = vec![(12usize, riff_end)];
-    while let Some((mut pos, end)) = pending.pop() {
-        while pos + 8 <= end {
-            let Some((fourcc, size)) = chunk_header(bytes, pos) else {
-                break;
-            };
-            let data_start = pos + 8;
-            let data_end = data_start.saturating_add(size).min(end);
-            let data = &bytes[data_start..data_end];
+    while let Some((start, end)) = pending.pop() {
+        for (fourcc, data) in chunks(bytes, start, end) {
             let declared = match &fourcc {
                 b"VP8 " => Some(
-                    vp8_dimensions(data).ok_or_else(|| corrupt("VP8 frame header truncated"))?,
+                    vp8_dimensions(&bytes[data])
+                        .ok_or_else(|| corrupt("VP8 frame header truncated"))?,
                 ),
-                b"VP8L" => {
-                    Some(vp8l_dimensions(data).ok_or_else(|| corrupt("VP8L header truncated"))?)
-                }
+                b"VP8L" => Some(
+                    vp8l_dimensions(&bytes[data])
+                        .ok_or_else(|| corrupt("VP8L header truncated"))?,
+                ),
                 b"ANMF" => {
                     // 16 bytes of frame placement, then the frame's own chunks.
-                    pending.push((data_start.saturating_add(16), data_end));
+                    pending.push((data.start.saturating_add(16), data.end));
                     None
                 }
                 _ => None,
@@ -268,7 +262,6 @@ fn check_webp_bitstreams(bytes: &[u8], width: u32, height: u32) -> Result<(), Re
                     return Err(corrupt("frame larger than the canvas"));
                 }
             }
-            pos = data_start.saturating_add(size).saturating_add(size & 1);
         }
     }
     if !found {

@@ -8,10 +8,10 @@
 //! silently. Real profiles are a few KiB to a few hundred.
 
 use super::{ImageFormat, Rejection, MAX_COLOUR_PROFILE_BYTES};
-use crate::portrait::formats::gif::{color_table_len, skip_sub_blocks};
+use crate::portrait::formats::gif::{block_at, first_block, Block};
 use crate::portrait::formats::jpeg::{header_segments, APP2, ICC_PROFILE};
 use crate::portrait::formats::png::{chunk_at, SIGNATURE as PNG_SIGNATURE};
-use crate::portrait::formats::webp::chunk_header;
+use crate::portrait::formats::webp::{chunks, riff_end};
 
 /// Refuses an image whose colour profile is larger than the bound, or (PNG) whose compressed
 /// profile is damaged.
@@ -73,52 +73,29 @@ fn check_png_profile(bytes: &[u8], too_large: Rejection) -> Result<(), Rejection
     Ok(())
 }
 
-/// Total size of the ICCRGBG1012 application extensions' data.
+/// Total size of the ICCRGBG1012 application extensions.
 fn gif_profile_size(bytes: &[u8]) -> usize {
-    let Some(&flags) = bytes.get(10) else {
-        return 0;
-    };
-    let mut pos = 13 + color_table_len(flags);
     let mut size = 0usize;
-    loop {
-        match bytes.get(pos) {
-            Some(0x21) => {
-                let Some(end) = skip_sub_blocks(bytes, pos + 2) else {
-                    return size;
-                };
-                if bytes.get(pos + 1) == Some(&0xFF)
-                    && bytes.get(pos + 3..pos + 14) == Some(b"ICCRGBG1012")
-                {
-                    size = size.saturating_add(end - pos);
-                }
-                pos = end;
+    let mut pos = first_block(bytes).unwrap_or(usize::MAX);
+    while let Ok((block, end)) = block_at(bytes, pos) {
+        match block {
+            Block::Trailer => break,
+            Block::Extension { label: 0xFF }
+                if bytes.get(pos + 2..pos + 14) == Some(b"\x0BICCRGBG1012") =>
+            {
+                size = size.saturating_add(end - pos);
             }
-            Some(0x2C) => {
-                let Some(&flags) = bytes.get(pos + 9) else {
-                    return size;
-                };
-                match skip_sub_blocks(bytes, pos + 10 + color_table_len(flags) + 1) {
-                    Some(end) => pos = end,
-                    None => return size,
-                }
-            }
-            _ => return size,
+            _ => {}
         }
+        pos = end;
     }
+    size
 }
 
 /// Total size of the top-level ICCP chunks.
 fn webp_profile_size(bytes: &[u8]) -> usize {
-    let mut pos = 12;
-    let mut size = 0usize;
-    while let Some((fourcc, chunk_size)) = chunk_header(bytes, pos) {
-        if &fourcc == b"ICCP" {
-            size = size.saturating_add(chunk_size);
-        }
-        pos = pos
-            .saturating_add(8)
-            .saturating_add(chunk_size)
-            .saturating_add(chunk_size & 1);
-    }
-    size
+    chunks(bytes, 12, riff_end(bytes).unwrap_or(0))
+        .filter(|(fourcc, _)| fourcc == b"ICCP")
+        .map(|(_, data)| data.len())
+        .sum()
 }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::rewriter::Rewriter;
 use super::*;
-use crate::portrait::formats::gif::{color_table_len, skip_sub_blocks};
+use crate::portrait::formats::gif::{block_at, first_block, Block};
 
 pub(super) fn strip_gif(bytes: Bytes) -> Result<Sanitized, SanitizeError> {
     let malformed = |reason| SanitizeError::Malformed {
@@ -17,18 +17,15 @@ pub(super) fn strip_gif(bytes: Bytes) -> Result<Sanitized, SanitizeError> {
     if &header[..6] != b"GIF87a" && &header[..6] != b"GIF89a" {
         return Err(malformed("bad signature"));
     }
-    let mut pos = 13 + color_table_len(header[10]);
+    let mut pos = first_block(&data).ok_or(malformed("header truncated"))?;
     let mut out = Rewriter::new(bytes);
     out.keep(0..pos.min(data.len()));
 
     let image_end = loop {
-        let block_start = pos;
-        match data.get(pos) {
-            Some(0x21) => {
-                let label = *data.get(pos + 1).ok_or(malformed("extension truncated"))?;
-                let block_end =
-                    skip_sub_blocks(&data, pos + 2).ok_or(malformed("extension truncated"))?;
-                let block = block_start..block_end;
+        let (kind, block_end) = block_at(&data, pos).map_err(malformed)?;
+        let block = pos..block_end;
+        match kind {
+            Block::Extension { label } => {
                 let block_bytes = &data[block.clone()];
                 match label {
                     GRAPHIC_CONTROL => match first_sub_block(&block_bytes[2..], 4) {
@@ -42,7 +39,10 @@ pub(super) fn strip_gif(bytes: Bytes) -> Result<Sanitized, SanitizeError> {
                     APPLICATION => {
                         // The application identifier (8 bytes) and code (3) form the first
                         // sub-block.
-                        let id = data.get(pos + 3..pos + 14).unwrap_or_default();
+                        let id = match block_bytes.get(2) {
+                            Some(11) => block_bytes.get(3..14).unwrap_or_default(),
+                            _ => &[],
+                        };
                         match id {
                             // Looping, and the colour profile: these change how it plays or
                             // looks. The looping one holds a loop count and nothing else.
@@ -67,24 +67,14 @@ pub(super) fn strip_gif(bytes: Bytes) -> Result<Sanitized, SanitizeError> {
                     PLAIN_TEXT_LABEL => out.remove(block, PLAIN_TEXT),
                     _ => out.remove(block, OTHER_METADATA),
                 }
-                pos = block_end;
             }
-            Some(0x2C) => {
-                let flags = *data.get(pos + 9).ok_or(malformed("image truncated"))?;
-                // Descriptor, local colour table, LZW code size, then the data sub-blocks.
-                let data_start = pos + 10 + color_table_len(flags) + 1;
-                let block_end =
-                    skip_sub_blocks(&data, data_start).ok_or(malformed("image truncated"))?;
-                out.keep(block_start..block_end);
-                pos = block_end;
+            Block::Image => out.keep(block),
+            Block::Trailer => {
+                out.keep(block);
+                break block_end;
             }
-            Some(0x3B) => {
-                out.keep(pos..pos + 1);
-                break pos + 1;
-            }
-            Some(_) => return Err(malformed("unknown block")),
-            None => return Err(malformed("missing trailer")),
         }
+        pos = block_end;
     };
     out.remove(image_end..data.len(), TRAILING_DATA);
     Ok(out.finish())
