@@ -10,6 +10,10 @@
 //! exist as a full RGBA frame when the format allows it — PNG row by row, JPEG as one byte per
 //! pixel, GIF row by row in palette indices. Every decoder is bounded by limits derived from
 //! [`InspectLimits`], and dimensions are checked before any decoder allocates for them.
+//!
+//! Integrity is checked as strictly as common decoders check it: every PNG chunk's CRC (APNG
+//! frames included) and the zlib checksum, JPEG in strict mode, and an embedded colour profile
+//! no larger than [`MAX_COLOUR_PROFILE_BYTES`] (see `profile`).
 
 mod decode;
 mod header;

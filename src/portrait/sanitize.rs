@@ -1,9 +1,12 @@
 //! Removes private metadata from an accepted image without re-encoding it.
 //!
-//! Each format is walked as a container (JPEG markers, PNG chunks, GIF blocks, RIFF chunks) and
-//! metadata units are dropped whole; everything else, the compressed pixel data above all, is
-//! copied byte for byte. Re-encoding would also strip metadata, but it costs quality, memory
-//! and the player's original file.
+//! Each format is walked as a container (JPEG markers, PNG chunks, GIF blocks, RIFF chunks)
+//! against an allow-list of what rendering needs, wherever it sits in the file: those units are
+//! copied byte for byte (the compressed pixel data above all), every other unit is dropped
+//! whole, and so is anything after the end of the image. An allow-list rather than a list of
+//! known metadata, because writers invent new places for private data (private PNG chunks,
+//! segments after a JPEG's scans) faster than a deny-list can follow. Re-encoding would also
+//! strip metadata, but it costs quality, memory and the player's original file.
 //!
 //! The EXIF Orientation is the one piece of metadata that changes how an image looks, so it
 //! survives as a minimal EXIF block holding only that tag: phone photos stay upright.
