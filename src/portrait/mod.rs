@@ -1,5 +1,6 @@
 //! The portrait pipeline shared by every entry point: inspect → sanitize → key → store → record.
 
+pub mod formats;
 pub mod inspect;
 pub mod key;
 pub mod registration;

@@ -12,6 +12,7 @@ mod ops;
 mod orphans;
 mod pipeline;
 mod prefix;
+mod privacy;
 mod storage;
 mod structure;
 mod support;
