@@ -15,6 +15,7 @@ use crate::fetch::{FetchConfig, Origin};
 use crate::portrait::inspect::InspectLimits;
 use crate::secret::Secret;
 use crate::storage::R2Settings;
+pub use crate::storage::StorageSettings;
 
 /// Everything the process can be told, from flags or the environment.
 #[derive(Debug, Clone, Args)]
@@ -419,16 +420,6 @@ impl fmt::Display for DatabaseUrl {
 #[error("invalid configuration:\n  - {}", problems.join("\n  - "))]
 pub struct ConfigError {
     pub problems: Vec<String>,
-}
-
-/// Where portraits are stored, decided once at startup.
-#[derive(Debug, Clone)]
-pub enum StorageSettings {
-    R2(R2Settings),
-    Local {
-        root: PathBuf,
-        public_base_url: String,
-    },
 }
 
 /// The validated configuration the application is built from.

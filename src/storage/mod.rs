@@ -13,7 +13,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 
-use crate::config::StorageSettings;
 use crate::secret::Secret;
 
 pub mod local;
@@ -28,6 +27,16 @@ pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 
 /// S3's (and R2's) limit for an object key, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Where portraits are stored, decided once at startup from the configuration.
+#[derive(Debug, Clone)]
+pub enum StorageSettings {
+    R2(R2Settings),
+    Local {
+        root: PathBuf,
+        public_base_url: String,
+    },
+}
 
 /// Connection details for an R2 bucket (or any S3-compatible endpoint).
 ///
