@@ -189,9 +189,10 @@ pub struct BotConfig {
     #[arg(long, env = "ADMIN_USER_IDS", value_delimiter = ',')]
     pub admin_user_ids: Vec<u64>,
 
-    /// Let /register without an image ask the player to post one in the channel. Needs the
-    /// privileged Message Content intent enabled in the Developer Portal.
-    #[arg(long, env = "REGISTRATION_MESSAGE_STEP", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Let `/register name:…` without an image ask the player to post one in the channel. Off
+    /// by default: the registration form takes the image instead. Needs the privileged Message
+    /// Content intent enabled in the Developer Portal.
+    #[arg(long, env = "REGISTRATION_MESSAGE_STEP", default_value_t = false, action = clap::ArgAction::Set)]
     pub registration_message_step: bool,
 
     /// Seconds a player has to post their image after /register.
@@ -803,5 +804,32 @@ mod tests {
                 "{message} should name {variable}"
             );
         }
+    }
+
+    #[test]
+    fn a_fresh_install_skips_the_message_step_so_it_needs_no_privileged_intent() {
+        #[derive(Debug, Parser)]
+        struct BotCli {
+            #[command(flatten)]
+            bot: BotConfig,
+        }
+        let settings = BotCli::try_parse_from(["portrait-bot", "--discord-token", "token"])
+            .expect("arguments parse")
+            .bot
+            .validate()
+            .expect("valid");
+        assert!(!settings.registration_message_step);
+        let enabled = BotCli::try_parse_from([
+            "portrait-bot",
+            "--discord-token",
+            "token",
+            "--registration-message-step",
+            "true",
+        ])
+        .expect("arguments parse")
+        .bot
+        .validate()
+        .expect("valid");
+        assert!(enabled.registration_message_step);
     }
 }

@@ -3,6 +3,8 @@
 mod commands;
 mod embeds;
 mod error;
+mod events;
+mod gallery;
 mod lifecycle;
 mod limits;
 mod upload;
@@ -143,6 +145,9 @@ pub async fn run(
         .options(poise::FrameworkOptions {
             commands: commands(),
             on_error: |error| Box::pin(error::on_error(error)),
+            event_handler: |ctx, event, _framework, data| {
+                Box::pin(events::handle(ctx, event, data))
+            },
             command_check: Some(|ctx| Box::pin(accepting_commands(ctx))),
             ..Default::default()
         })

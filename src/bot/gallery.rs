@@ -1,0 +1,304 @@
+//! `/character gallery`: one character card a page, with ◀ ▶ buttons.
+//!
+//! Everything a press needs is in the buttons' `custom_id`
+//! (`gallery:<owner or 0>:<position>:<opener>:<last activity, unix seconds>:<p|n>`), so a
+//! gallery keeps working across restarts and the bot holds no state for it. Each page is read
+//! from the database on its own ([`Db::gallery_character`](crate::db::Db::gallery_character)),
+//! so a server with thousands of characters never loads them all. Only the player who opened
+//! the gallery may turn its pages; after [`GALLERY_TIMEOUT`] without a press the next press
+//! says the gallery expired and takes the buttons away.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use poise::serenity_prelude as serenity;
+use poise::CreateReply;
+
+use super::{embeds, BotError, Context, Data};
+use crate::units::human_duration;
+
+/// How long a gallery answers after its last press.
+pub const GALLERY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+const PREFIX: &str = "gallery:";
+
+/// A gallery page as its buttons remember it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Page {
+    /// Only this player's characters; `None` for the whole server.
+    owner: Option<u64>,
+    position: u64,
+    opener: u64,
+    /// Unix seconds of the last press (or of the opening).
+    active_at: u64,
+}
+
+/// Which button was pressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Previous,
+    Next,
+}
+
+impl Page {
+    fn custom_id(&self, turn: Turn) -> String {
+        let turn = match turn {
+            Turn::Previous => 'p',
+            Turn::Next => 'n',
+        };
+        format!(
+            "{PREFIX}{}:{}:{}:{}:{turn}",
+            self.owner.unwrap_or(0),
+            self.position,
+            self.opener,
+            self.active_at
+        )
+    }
+
+    fn parse(custom_id: &str) -> Option<(Page, Turn)> {
+        let mut parts = custom_id.strip_prefix(PREFIX)?.split(':');
+        let owner: u64 = parts.next()?.parse().ok()?;
+        let position = parts.next()?.parse().ok()?;
+        let opener = parts.next()?.parse().ok()?;
+        let active_at = parts.next()?.parse().ok()?;
+        let turn = match parts.next()? {
+            "p" => Turn::Previous,
+            "n" => Turn::Next,
+            _ => return None,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        let owner = (owner != 0).then_some(owner);
+        Some((
+            Page {
+                owner,
+                position,
+                opener,
+                active_at,
+            },
+            turn,
+        ))
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether a press belongs to a gallery.
+pub fn is_gallery_press(custom_id: &str) -> bool {
+    custom_id.starts_with(PREFIX)
+}
+
+/// Opens the gallery of this server (or of `player`) on its first page.
+pub async fn open(
+    ctx: Context<'_>,
+    guild: u64,
+    player: Option<&serenity::User>,
+) -> Result<(), BotError> {
+    let data = ctx.data();
+    let owner = player.map(|p| p.id.get());
+    let total = data.app.db.count_gallery(guild, owner).await?;
+    if total == 0 {
+        let message = match owner {
+            Some(owner) => format!("<@{owner}> has no characters here yet."),
+            None => "This server has no characters yet. `/register` creates one.".to_owned(),
+        };
+        ctx.send(CreateReply::default().content(message).ephemeral(true))
+            .await?;
+        return Ok(());
+    }
+    let page = Page {
+        owner,
+        position: 0,
+        opener: ctx.author().id.get(),
+        active_at: now_secs(),
+    };
+    match render(data, guild, page).await? {
+        Some(reply) => {
+            ctx.send(reply).await?;
+        }
+        None => {
+            ctx.send(
+                CreateReply::default()
+                    .content("Those characters were just deleted.")
+                    .ephemeral(true),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The card at `page.position` (clamped to the last one) with its page number and buttons;
+/// `None` when the gallery has become empty.
+async fn render(data: &Data, guild: u64, mut page: Page) -> Result<Option<CreateReply>, BotError> {
+    let total = data.app.db.count_gallery(guild, page.owner).await?;
+    if total == 0 {
+        return Ok(None);
+    }
+    page.position = page.position.min(total - 1);
+    let Some(character) = data
+        .app
+        .db
+        .gallery_character(guild, page.owner, page.position)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let title = match page.owner {
+        Some(owner) => format!("Characters of <@{owner}>"),
+        None => "Characters of this server".to_owned(),
+    };
+    let buttons = serenity::CreateActionRow::Buttons(vec![
+        serenity::CreateButton::new(page.custom_id(Turn::Previous))
+            .label("◀")
+            .style(serenity::ButtonStyle::Secondary)
+            .disabled(page.position == 0),
+        serenity::CreateButton::new(page.custom_id(Turn::Next))
+            .label("▶")
+            .style(serenity::ButtonStyle::Secondary)
+            .disabled(page.position + 1 >= total),
+    ]);
+    Ok(Some(
+        embeds::card_for(data, &character)
+            .await
+            .content(format!("{title} — {} of {total}", page.position + 1))
+            .components(vec![buttons]),
+    ))
+}
+
+/// Answers a press on a gallery button: the next or previous card (response type 7), a
+/// private refusal for anyone but the opener, or "expired" after [`GALLERY_TIMEOUT`].
+pub async fn press(
+    ctx: &serenity::Context,
+    data: &Data,
+    interaction: &serenity::ComponentInteraction,
+) -> Result<(), BotError> {
+    let Some((page, turn)) = Page::parse(&interaction.data.custom_id) else {
+        return refuse(
+            ctx,
+            interaction,
+            "This button is from an older version of the bot. Run `/character gallery` again.",
+        )
+        .await;
+    };
+    if interaction.user.id.get() != page.opener {
+        return refuse(
+            ctx,
+            interaction,
+            &format!(
+                "Only <@{}> can turn these pages. `/character gallery` opens your own.",
+                page.opener
+            ),
+        )
+        .await;
+    }
+    let now = now_secs();
+    if now.saturating_sub(page.active_at) > GALLERY_TIMEOUT.as_secs() {
+        let expired = serenity::CreateInteractionResponseMessage::new()
+            .content(format!(
+                "This gallery expired after {} without a press. Run `/character gallery` again.",
+                human_duration(GALLERY_TIMEOUT)
+            ))
+            .components(Vec::new());
+        interaction
+            .create_response(
+                ctx,
+                serenity::CreateInteractionResponse::UpdateMessage(expired),
+            )
+            .await?;
+        return Ok(());
+    }
+    let Some(guild) = interaction.guild_id.map(|g| g.get()) else {
+        return refuse(ctx, interaction, "Galleries live in servers, not in DMs.").await;
+    };
+    let position = match turn {
+        Turn::Previous => page.position.saturating_sub(1),
+        Turn::Next => page.position.saturating_add(1),
+    };
+    let next = Page {
+        position,
+        active_at: now,
+        ..page
+    };
+    let update = match render(data, guild, next).await? {
+        Some(reply) => {
+            reply.to_slash_initial_response(serenity::CreateInteractionResponseMessage::new())
+        }
+        None => serenity::CreateInteractionResponseMessage::new()
+            .content("No characters are left in this gallery.")
+            .embeds(Vec::new())
+            .components(Vec::new()),
+    };
+    interaction
+        .create_response(
+            ctx,
+            serenity::CreateInteractionResponse::UpdateMessage(update),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn refuse(
+    ctx: &serenity::Context,
+    interaction: &serenity::ComponentInteraction,
+    message: &str,
+) -> Result<(), BotError> {
+    interaction
+        .create_response(
+            ctx,
+            serenity::CreateInteractionResponse::Message(
+                serenity::CreateInteractionResponseMessage::new()
+                    .content(message)
+                    .ephemeral(true),
+            ),
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_survives_the_round_trip_through_its_buttons_ids() {
+        let page = Page {
+            owner: Some(123_456_789_012_345_678),
+            position: 41,
+            opener: 987_654_321_098_765_432,
+            active_at: 1_800_000_000,
+        };
+        for turn in [Turn::Previous, Turn::Next] {
+            let id = page.custom_id(turn);
+            assert!(id.len() <= 100, "{id} is longer than Discord allows");
+            assert_eq!(Page::parse(&id), Some((page, turn)));
+        }
+        let server = Page {
+            owner: None,
+            ..page
+        };
+        assert_eq!(
+            Page::parse(&server.custom_id(Turn::Next)),
+            Some((server, Turn::Next))
+        );
+        assert_ne!(page.custom_id(Turn::Previous), page.custom_id(Turn::Next));
+    }
+
+    #[test]
+    fn ids_that_are_not_a_gallery_page_are_not_parsed() {
+        for id in [
+            "gallery:",
+            "gallery:1:2:3:4",
+            "gallery:1:2:3:4:x",
+            "gallery:a:2:3:4:n",
+            "gallery:1:2:3:4:n:5",
+            "123-delete",
+        ] {
+            assert_eq!(Page::parse(id), None, "{id}");
+        }
+    }
+}
