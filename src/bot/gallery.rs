@@ -166,6 +166,8 @@ async fn render(data: &Data, guild: u64, mut page: Page) -> Result<Option<Create
         embeds::card_for(data, &character)
             .await
             .content(format!("{title} — {} of {total}", page.position + 1))
+            // The title mentions the player; paging should not ping them.
+            .allowed_mentions(serenity::CreateAllowedMentions::new())
             .components(vec![buttons]),
     ))
 }

@@ -4,6 +4,7 @@ mod commands;
 mod embeds;
 mod error;
 mod events;
+mod forms;
 mod gallery;
 mod lifecycle;
 mod limits;

@@ -253,3 +253,39 @@ impl Db {
         Ok(row.as_ref().map(character_from_row).transpose()?)
     }
 }
+
+impl Db {
+    /// Renames a character and replaces its class and bio; a name another of the owner's
+    /// characters in the guild already has (ignoring case) is refused with
+    /// [`DbError::CharacterExists`]. `None` when there is no such character.
+    pub async fn update_character_text(
+        &self,
+        id: i64,
+        name: &str,
+        class: Option<&str>,
+        bio: Option<&str>,
+    ) -> Result<Option<Character>, DbError> {
+        let name = name.trim();
+        let result = sqlx::query(&format!(
+            "UPDATE characters SET name = $2, name_key = $3, class = $4, bio = $5, updated_at = $6 \
+             WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(name)
+        .bind(character_name_key(name))
+        .bind(class)
+        .bind(bio)
+        .bind(now_text())
+        .fetch_optional(&self.pool)
+        .await;
+        match result {
+            Ok(row) => Ok(row.as_ref().map(character_from_row).transpose()?),
+            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+                Err(DbError::CharacterExists {
+                    name: name.to_owned(),
+                })
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+}

@@ -13,13 +13,13 @@ use crate::db::{Character, DbError, NewCharacter};
 use crate::portrait::PortraitSource;
 use crate::units::human_duration;
 
-/// Create a new character. Attach a portrait, or post one when asked.
+/// Create a new character. Leave the name out to fill in a form with an upload field.
 #[poise::command(slash_command, guild_only)]
 pub async fn register(
     ctx: Context<'_>,
-    #[description = "Your character's name"]
+    #[description = "Your character's name (leave out to get a form)"]
     #[max_length = 64]
-    name: String,
+    name: Option<String>,
     #[description = "Class or role, e.g. Ranger"]
     #[max_length = 64]
     class: Option<String>,
@@ -30,6 +30,10 @@ pub async fn register(
         serenity::Attachment,
     >,
 ) -> Result<(), BotError> {
+    let Some(name) = name else {
+        // The form must be the first response: no defer before it.
+        return crate::bot::forms::open_registration(ctx).await;
+    };
     // Answer Discord within its 3 seconds, before any download.
     ctx.defer_ephemeral().await?;
     let data = ctx.data();
