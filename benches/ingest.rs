@@ -4,15 +4,6 @@
 //!
 //! Reproduce: `cargo bench --bench ingest`
 
-#[path = "common/allocation_meter.rs"]
-mod allocation_meter;
-#[path = "common/file_cdn.rs"]
-mod file_cdn;
-#[path = "common/images.rs"]
-mod fixtures;
-#[path = "../tests/integration/support/s3.rs"]
-mod s3;
-
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use file_cdn::FileCdn;
 use futures::StreamExt;
 use portrait_bot::app::App;
 use portrait_bot::config::{AppEnv, DatabaseUrl, Settings, StorageSettings};
@@ -28,12 +18,21 @@ use portrait_bot::db::NewCharacter;
 use portrait_bot::fetch::{FetchConfig, FetchError, Origin};
 use portrait_bot::portrait::inspect::{self, InspectLimits};
 use portrait_bot::portrait::{IngestRequest, PortraitSource, Upload};
+use portrait_bot::secret::Secret;
+use portrait_bot::storage::{R2Settings, Store};
+use testkit::allocation_meter::{self, Meter};
+use testkit::file_cdn::{self, FileCdn};
+use testkit::images;
+use testkit::s3::{self, TestS3};
 
 const MIB: u64 = 1024 * 1024;
 const MAX_UPLOAD_BYTES: u64 = 10 * MIB;
 const CONCURRENT_UPLOADS: usize = 16;
 const THROUGHPUT_IMAGES: usize = 48;
 const THROUGHPUT_CONCURRENCY: usize = 4;
+
+#[global_allocator]
+static METER: Meter = Meter;
 
 fn main() {
     file_cdn::main_serving_cdn(run);
@@ -49,7 +48,7 @@ async fn run() {
     .await
     .expect("fixtures");
 
-    let s3 = s3::TestS3::start().await;
+    let s3 = TestS3::start().await;
     let cdn = FileCdn::spawn(fixtures.path(), Duration::ZERO).await;
     let db_dir = tempfile::tempdir().expect("temp dir");
     let app = App::build(settings(&s3, &cdn, db_dir.path()))
@@ -62,7 +61,7 @@ async fn run() {
         refuse_endless_download(&app, &cdn).await;
     let (baseline_kib, peak_kib, elapsed) = concurrent_large_uploads(&app, &cdn, &large).await;
     let small: Vec<Bytes> = (0..THROUGHPUT_IMAGES)
-        .map(|i| Bytes::from(fixtures::photo_jpeg(2000, 1500, i as u32, 92)))
+        .map(|i| Bytes::from(images::photo_jpeg(2000, 1500, i as u32, 92)))
         .collect();
     let (ingest_secs, bare_secs, bytes) = throughput(&app, &s3, &small).await;
     drop(small);
@@ -142,7 +141,7 @@ fn progressive_checks() -> Vec<ProgressiveCheck> {
     ]
     .into_iter()
     .map(|(name, width, height)| {
-        let jpeg = fixtures::progressive_photo_jpeg(width, height, 70);
+        let jpeg = images::progressive_photo_jpeg(width, height, 70);
         let estimated = inspect::inspect_header(
             &jpeg,
             &InspectLimits {
@@ -185,7 +184,7 @@ fn progressive_checks() -> Vec<ProgressiveCheck> {
 /// simulated CDN streams them instead of holding them in this process's memory.
 fn write_large_fixtures(dir: &Path) -> Vec<(String, u64)> {
     let mut files = Vec::new();
-    let photo = fixtures::photo_jpeg(8000, 5000, 7, 80);
+    let photo = images::photo_jpeg(8000, 5000, 7, 80);
     assert!(
         photo.len() as u64 <= MAX_UPLOAD_BYTES,
         "photo is {} bytes",
@@ -195,7 +194,7 @@ fn write_large_fixtures(dir: &Path) -> Vec<(String, u64)> {
     files.push(("photo-40mp.jpg".to_owned(), photo.len() as u64));
     drop(photo);
     for i in 0..CONCURRENT_UPLOADS - 1 {
-        let png = fixtures::noise_png(1800, 1800, i as u64);
+        let png = images::noise_png(1800, 1800, i as u64);
         assert!(png.len() as u64 <= MAX_UPLOAD_BYTES);
         let name = format!("noise-{i}.png");
         std::fs::write(dir.join(&name), &png).expect("write");
@@ -204,12 +203,12 @@ fn write_large_fixtures(dir: &Path) -> Vec<(String, u64)> {
     files
 }
 
-fn settings(s3: &s3::TestS3, cdn: &FileCdn, db_dir: &Path) -> Settings {
+fn settings(s3: &TestS3, cdn: &FileCdn, db_dir: &Path) -> Settings {
     let url = format!("sqlite://{}", db_dir.join("bench.db").display());
     Settings {
         database_url: DatabaseUrl::from_str(&url).expect("url"),
         app_env: AppEnv::Dev,
-        storage: StorageSettings::R2(s3.settings()),
+        storage: StorageSettings::R2(r2_settings(s3)),
         default_portrait_url: "https://bot.example.test/default.png".into(),
         inspect_limits: InspectLimits {
             max_bytes: MAX_UPLOAD_BYTES,
@@ -283,7 +282,7 @@ async fn refuse_endless_download(app: &App, cdn: &FileCdn) -> (u64, u64, u64, St
     (before, peak, heap_growth, outcome)
 }
 
-async fn throughput(app: &App, s3: &s3::TestS3, images: &[Bytes]) -> (f64, f64, u64) {
+async fn throughput(app: &App, s3: &TestS3, images: &[Bytes]) -> (f64, f64, u64) {
     let bytes: u64 = images.iter().map(|b| b.len() as u64).sum();
     let mut characters = Vec::new();
     for i in 0..images.len() {
@@ -301,7 +300,7 @@ async fn throughput(app: &App, s3: &s3::TestS3, images: &[Bytes]) -> (f64, f64, 
         .await;
     let ingest_secs = started.elapsed().as_secs_f64();
 
-    let store = s3.store();
+    let store = Store::r2(r2_settings(s3)).expect("R2 settings");
     let store = &store;
     let started = Instant::now();
     futures::stream::iter(images.iter().enumerate())
@@ -412,5 +411,16 @@ impl RssPeak {
         let _ = self.thread.join();
         let peak = self.peak.load(Ordering::Relaxed).max(peak_rss_kib());
         (self.baseline_kib, peak)
+    }
+}
+
+/// The application's settings for the kit's S3 server.
+fn r2_settings(s3: &TestS3) -> R2Settings {
+    R2Settings {
+        endpoint: s3.endpoint().to_owned(),
+        access_key_id: s3::ACCESS_KEY.to_owned(),
+        secret_access_key: Secret::new(s3::SECRET_KEY),
+        bucket: s3.bucket().to_owned(),
+        public_url: s3::PUBLIC_URL.to_owned(),
     }
 }

@@ -23,17 +23,6 @@
 //!
 //! Reproduce: `cargo bench --bench interactions`
 
-#[path = "../tests/integration/support/cdn.rs"]
-mod cdn;
-#[path = "../tests/integration/support/discord.rs"]
-mod discord;
-#[path = "common/images.rs"]
-mod fixtures;
-#[path = "../tests/integration/support/s3.rs"]
-mod s3;
-#[path = "../tests/integration/support/variables.rs"]
-mod variables;
-
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
@@ -44,7 +33,13 @@ use anyhow::{bail, ensure, Context as _};
 use bytes::Bytes;
 use serde_json::Value;
 
-use discord::{slash_command, Attachment, RestCall, TestDiscord, BOT_TOKEN, GUILD_ID};
+use testkit::cdn::TestCdn;
+use testkit::discord::{
+    self, slash_command, Attachment, RestCall, TestDiscord, BOT_TOKEN, GUILD_ID,
+};
+use testkit::images;
+use testkit::s3::{self, TestS3};
+use testkit::variables;
 
 const MIB: u64 = 1024 * 1024;
 /// Uploads of ~8 MiB started before the measured interactions and still running under them.
@@ -94,8 +89,8 @@ async fn run(services: &tokio::runtime::Handle) -> anyhow::Result<()> {
     let (big, small) = tokio::task::spawn_blocking(fixtures).await?;
 
     // Started on `services`: their accept loops are spawned onto the runtime they start on.
-    let s3 = services.spawn(s3::TestS3::start()).await?;
-    let cdn = services.spawn(cdn::TestCdn::start()).await?;
+    let s3 = services.spawn(TestS3::start()).await?;
+    let cdn = services.spawn(TestCdn::start()).await?;
     let discord = TestDiscord::start().await;
     discord.add_guild(GUILD_ID);
 
@@ -130,10 +125,10 @@ async fn run(services: &tokio::runtime::Handle) -> anyhow::Result<()> {
 /// object, never "already stored".
 fn fixtures() -> (Vec<Bytes>, Vec<Bytes>) {
     let big: Vec<Bytes> = (0..BIG_UPLOADS)
-        .map(|i| Bytes::from(fixtures::noise_png(BIG_SIDE, BIG_SIDE, 10_000 + i as u64)))
+        .map(|i| Bytes::from(images::noise_png(BIG_SIDE, BIG_SIDE, 10_000 + i as u64)))
         .collect();
     let small = (0..2 * PROBES)
-        .map(|i| Bytes::from(fixtures::noise_png(48, 48, i as u64)))
+        .map(|i| Bytes::from(images::noise_png(48, 48, i as u64)))
         .collect();
     (big, small)
 }
@@ -242,7 +237,7 @@ fn percentile(samples: &[Duration], q: f64) -> Duration {
 async fn measure(
     bot: &mut Bot,
     discord: &TestDiscord,
-    cdn: &cdn::TestCdn,
+    cdn: &TestCdn,
     big: Vec<Bytes>,
     mut small: Vec<Bytes>,
 ) -> anyhow::Result<Figures> {
@@ -338,7 +333,7 @@ async fn measure(
 /// moment just before it was sent.
 async fn send_probes(
     discord: &TestDiscord,
-    cdn: &cdn::TestCdn,
+    cdn: &TestCdn,
     names: &[String],
     images: Vec<Bytes>,
     label: &str,
@@ -374,7 +369,7 @@ struct BigUpload {
 /// Keeps one 8 MiB `/portrait set` in flight per big character ("lane").
 struct BigLoad<'a> {
     discord: &'a TestDiscord,
-    cdn: &'a cdn::TestCdn,
+    cdn: &'a TestCdn,
     names: &'a [String],
     images: Vec<Bytes>,
     sent: Vec<BigUpload>,
@@ -387,7 +382,7 @@ impl<'a> BigLoad<'a> {
     /// Sends the first upload of every lane.
     async fn start(
         discord: &'a TestDiscord,
-        cdn: &'a cdn::TestCdn,
+        cdn: &'a TestCdn,
         names: &'a [String],
         images: Vec<Bytes>,
     ) -> BigLoad<'a> {
@@ -580,7 +575,7 @@ fn portrait_set(character: &str, image: &Attachment) -> Value {
 }
 
 /// Serves `bytes` on the CDN under an attachment-like path and describes it as Discord would.
-fn hosted(cdn: &cdn::TestCdn, filename: &str, bytes: Bytes) -> Attachment {
+fn hosted(cdn: &TestCdn, filename: &str, bytes: Bytes) -> Attachment {
     let size = bytes.len() as u64;
     let path = format!("/attachments/{GUILD_ID}/{}/{filename}", discord::next_id());
     let url = cdn.host(&path, bytes, "image/png");
@@ -594,12 +589,7 @@ struct Bot {
 }
 
 impl Bot {
-    fn spawn(
-        dir: &Path,
-        discord: &TestDiscord,
-        s3: &s3::TestS3,
-        cdn: &cdn::TestCdn,
-    ) -> anyhow::Result<Bot> {
+    fn spawn(dir: &Path, discord: &TestDiscord, s3: &TestS3, cdn: &TestCdn) -> anyhow::Result<Bot> {
         let log = dir.join("bot.log");
         let log_file = std::fs::File::create(&log)?;
         let mut command = Command::new(env!("CARGO_BIN_EXE_portrait-bot"));

@@ -7,20 +7,12 @@
 //!
 //! Reproduce: `cargo bench --bench migrate`
 
-#[path = "common/file_cdn.rs"]
-mod file_cdn;
-#[path = "common/images.rs"]
-mod fixtures;
-#[path = "../tests/integration/support/s3.rs"]
-mod s3;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use file_cdn::FileCdn;
 use futures::StreamExt;
 use portrait_bot::app::App;
 use portrait_bot::config::{AppEnv, DatabaseUrl, Settings, StorageSettings};
@@ -29,7 +21,12 @@ use portrait_bot::fetch::{FetchConfig, Origin};
 use portrait_bot::migration::cdn::{CdnMigrator, MigrateOptions};
 use portrait_bot::portrait::inspect::{self, InspectLimits};
 use portrait_bot::portrait::sanitize;
+use portrait_bot::secret::Secret;
+use portrait_bot::storage::{R2Settings, Store};
 use sha2::{Digest, Sha256};
+use testkit::file_cdn::{self, FileCdn};
+use testkit::images;
+use testkit::s3::{self, TestS3};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const PORTRAITS: usize = 2_000;
@@ -327,7 +324,7 @@ fn write_photos(dir: &Path, count: usize) -> Vec<u64> {
                     (t..count)
                         .step_by(threads)
                         .map(|i| {
-                            let jpeg = fixtures::photo_jpeg(
+                            let jpeg = images::photo_jpeg(
                                 PHOTO_WIDTH,
                                 PHOTO_HEIGHT,
                                 i as u32 * 7919,
@@ -379,12 +376,12 @@ fn check_cost(dir: &Path) -> (f64, f64) {
     (check, started.elapsed().as_secs_f64() / CHECK_SAMPLE as f64)
 }
 
-fn settings(s3: &s3::TestS3, cdn: &FileCdn, db_dir: &Path, decode_concurrency: usize) -> Settings {
+fn settings(s3: &TestS3, cdn: &FileCdn, db_dir: &Path, decode_concurrency: usize) -> Settings {
     let url = format!("sqlite://{}", db_dir.join("bench.db").display());
     Settings {
         database_url: DatabaseUrl::from_str(&url).expect("url"),
         app_env: AppEnv::Dev,
-        storage: StorageSettings::R2(s3.settings()),
+        storage: StorageSettings::R2(r2_settings(s3)),
         default_portrait_url: "https://bot.example.test/default.png".into(),
         inspect_limits: InspectLimits::default(),
         fetch: FetchConfig {
@@ -406,7 +403,7 @@ async fn migration_phase(
     concurrency: usize,
     decode_concurrency: usize,
 ) -> Measured {
-    let s3 = s3::TestS3::start().await;
+    let s3 = TestS3::start().await;
     let db_dir = tempfile::tempdir().expect("temp dir");
     let app = App::build(settings(&s3, cdn, db_dir.path(), decode_concurrency))
         .await
@@ -484,8 +481,8 @@ async fn migration_phase(
 
 /// The floor the migration is held to: GET each link, PUT the bytes, nothing else.
 async fn bare_copy_phase(cdn: &FileCdn, fixtures: &[Fixture], concurrency: usize) -> Measured {
-    let s3 = s3::TestS3::start().await;
-    let store = s3.store();
+    let s3 = TestS3::start().await;
+    let store = Store::r2(r2_settings(&s3)).expect("R2 settings");
     let client = reqwest::Client::new();
     let (store, client) = (&store, &client);
     let cpu = CpuClock::start(cdn);
@@ -515,5 +512,16 @@ async fn bare_copy_phase(cdn: &FileCdn, fixtures: &[Fixture], concurrency: usize
         secs,
         cpu_secs,
         stages: Vec::new(),
+    }
+}
+
+/// The application's settings for the kit's S3 server.
+fn r2_settings(s3: &TestS3) -> R2Settings {
+    R2Settings {
+        endpoint: s3.endpoint().to_owned(),
+        access_key_id: s3::ACCESS_KEY.to_owned(),
+        secret_access_key: Secret::new(s3::SECRET_KEY),
+        bucket: s3.bucket().to_owned(),
+        public_url: s3::PUBLIC_URL.to_owned(),
     }
 }

@@ -11,14 +11,15 @@ use crate::support::app::{settings, MAX_UPLOAD_BYTES, PLAYER};
 use crate::support::bot::{
     bot_settings, content, embed_image, is_ephemeral, BotOptions, TestBot, ANSWER, DEFAULT_URL,
 };
-use crate::support::cdn::TestCdn;
 use crate::support::database::TestDb;
-use crate::support::discord::{
+use crate::support::r2::R2Access;
+use testkit::cdn::TestCdn;
+use testkit::discord::{
     self, intents, message_create, permissions, slash_command, Attachment, GUILD_ID, OTHER_USER,
     PLAYER_USER,
 };
-use crate::support::images::{self, contains};
-use crate::support::s3::TestS3;
+use testkit::images::{self, contains};
+use testkit::s3::TestS3;
 
 fn register(name: &str) -> discord::CommandBuilder {
     slash_command("register").option_str("name", name)
@@ -123,7 +124,7 @@ on_both_databases! {
 
     async fn with_storage_down_a_new_character_gets_the_default_and_is_told_why_then_set_works_again(t: TestDb) {
         let bot = TestBot::start(t).await;
-        bot.s3.fail("HeadObject", s3s::S3ErrorCode::InternalError, None);
+        bot.s3.fail("HeadObject", testkit::s3::S3ErrorCode::InternalError, None);
 
         let image = bot.attachment("dara.png", &images::png(21, 21), "image/png");
         let reply = bot.command(&register("Dara").option_attachment("portrait", &image).build()).await;
@@ -615,10 +616,10 @@ async fn two_bot_processes_with_different_shard_ranges_share_the_gateway_and_one
             .env("SHARD_COUNT", "2")
             .env("SHARD_IDS", shard)
             .env("R2_ENDPOINT", s3.endpoint())
-            .env("R2_ACCESS_KEY_ID", crate::support::s3::ACCESS_KEY)
-            .env("R2_SECRET_ACCESS_KEY", crate::support::s3::SECRET_KEY)
-            .env("R2_BUCKET_NAME", crate::support::s3::BUCKET)
-            .env("R2_PUBLIC_URL", crate::support::s3::PUBLIC_URL)
+            .env("R2_ACCESS_KEY_ID", testkit::s3::ACCESS_KEY)
+            .env("R2_SECRET_ACCESS_KEY", testkit::s3::SECRET_KEY)
+            .env("R2_BUCKET_NAME", testkit::s3::BUCKET)
+            .env("R2_PUBLIC_URL", testkit::s3::PUBLIC_URL)
             .env("CDN_ALLOWED_ORIGINS", cdn.origin())
             .env(
                 "HTTP_ADDR",

@@ -6,15 +6,16 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::support::bot::ANSWER;
-use crate::support::cdn::TestCdn;
-use crate::support::discord::{
+use crate::support::r2::R2Access;
+use testkit::cdn::TestCdn;
+use testkit::discord::{
     is_callback, is_followup, slash_command, Attachment, TestDiscord, BOT_TOKEN, GUILD_ID,
     PLAYER_USER,
 };
-use crate::support::images;
-use crate::support::s3::{self, TestS3};
+use testkit::images;
+use testkit::s3::{self, TestS3};
 
-use crate::support::variables::{BOT_VARIABLES, CONFIG_VARIABLES};
+use testkit::variables::{BOT_VARIABLES, CONFIG_VARIABLES};
 
 pub fn portrait_bot(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_portrait-bot"));

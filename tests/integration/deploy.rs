@@ -12,7 +12,7 @@ use portrait_bot::app::App;
 use portrait_bot::cli::Cli;
 use portrait_bot::metrics::Metrics;
 
-use crate::support::variables::{BOT_VARIABLES, CONFIG_VARIABLES};
+use testkit::variables::{BOT_VARIABLES, CONFIG_VARIABLES};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_portrait-bot");
 

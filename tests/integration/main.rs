@@ -1,10 +1,11 @@
-//! Integration tests: one binary, real parts (s3s-fs in process, SQLite, PostgreSQL).
+//! Integration tests: one binary, real parts (s3s-fs in process, SQLite, PostgreSQL, the
+//! simulated Discord and CDN), from the test kit (`testkit`); `support` assembles the
+//! application over them.
 
 mod bot;
 mod cli;
 mod db;
 mod deploy;
-mod discord_harness;
 mod import;
 mod migration;
 mod orphans;

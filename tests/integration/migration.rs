@@ -15,9 +15,10 @@ use crate::cli::portrait_bot;
 use crate::on_both_databases;
 use crate::support::app::{TestApp, GUILD, MAX_UPLOAD_BYTES};
 use crate::support::database::TestDb;
-use crate::support::discord::{TestDiscord, BOT_TOKEN};
-use crate::support::images;
-use crate::support::s3;
+use crate::support::r2::R2Access;
+use testkit::discord::{TestDiscord, BOT_TOKEN};
+use testkit::images;
+use testkit::s3;
 
 /// What the scenario expects of one character after a run.
 #[derive(Debug, Clone)]

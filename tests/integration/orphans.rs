@@ -12,7 +12,8 @@ use portrait_bot::migration::orphans::{cleanup_orphans, delete_orphans, find_orp
 use portrait_bot::storage::{ListedObject, Store};
 
 use crate::on_both_databases;
-use crate::support::s3::TestS3;
+use crate::support::r2::R2Access;
+use testkit::s3::TestS3;
 
 const GUILD: u64 = 1_400_000_000_000_000_001;
 const PLAYER: u64 = 600_000_000_000_000_002;

@@ -6,7 +6,8 @@ use portrait_bot::storage::CACHE_CONTROL;
 
 use crate::on_both_databases;
 use crate::support::app::{TestApp, DEFAULT_PORTRAIT_URL, MAX_UPLOAD_BYTES, PLAYER};
-use crate::support::images::{self, contains};
+use crate::support::r2::R2Access;
+use testkit::images::{self, contains};
 
 fn request(character: &portrait_bot::db::Character) -> IngestRequest<'_> {
     IngestRequest {

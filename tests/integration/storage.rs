@@ -14,9 +14,9 @@ use portrait_bot::storage::{
     ascii_safe, decode_ascii_safe, R2Settings, StorageError, Store, CACHE_CONTROL,
 };
 
-use s3s::S3ErrorCode;
+use testkit::s3::{self, S3ErrorCode, TestS3, MISSING_BUCKET, PUBLIC_URL, SECRET_KEY};
 
-use crate::support::s3::{self, TestS3, MISSING_BUCKET, PUBLIC_URL, SECRET_KEY};
+use crate::support::r2::{store_with, R2Access};
 
 const LOCAL_PUBLIC_URL: &str = "http://127.0.0.1:9091/objects";
 const KEY: &str = "dev/portraits/2026/11/0123456789abcdef_zoe-the-bold.png";
@@ -27,7 +27,8 @@ macro_rules! on_both_backends {
         mod $name {
             #[tokio::test]
             async fn on_r2() {
-                let s3 = crate::support::s3::TestS3::start().await;
+                use crate::support::r2::R2Access;
+                let s3 = testkit::s3::TestS3::start().await;
                 super::$body(s3.store()).await;
             }
 
@@ -383,7 +384,7 @@ async fn a_wrong_secret_is_access_denied_naming_r2_secret_access_key() {
         .put(KEY, png_like(10, 0), "image/png", &[])
         .await
         .unwrap();
-    let store = TestS3::store_with(s3.settings_with_wrong_secret());
+    let store = store_with(s3.settings_with_wrong_secret());
 
     let put = store
         .put(KEY, png_like(10, 0), "image/png", &[])
@@ -428,7 +429,7 @@ async fn a_wrong_secret_is_access_denied_naming_r2_secret_access_key() {
 #[tokio::test]
 async fn a_missing_bucket_is_bucket_missing_naming_the_bucket_and_r2_bucket_name() {
     let s3 = TestS3::start().await;
-    let store = TestS3::store_with(s3.settings_with_missing_bucket());
+    let store = store_with(s3.settings_with_missing_bucket());
     // s3s-fs creates a missing bucket's folder on PUT (real S3/R2 answer NoSuchBucket), so
     // this checks the operations that must not write: ping, listing, the round-trip check
     // (which pings first) and delete_prefix.
@@ -503,7 +504,7 @@ async fn an_unreachable_endpoint_is_transient_and_fails_fast() {
         endpoint: s3::unreachable_endpoint().await,
         ..TestS3::start().await.settings()
     };
-    let store = TestS3::store_with(settings);
+    let store = store_with(settings);
     let started = std::time::Instant::now();
     let err = within_a_minute(store.ping()).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");

@@ -1,5 +1,4 @@
 //! The whole application over real parts: s3s-fs, a fresh database, the simulated CDN.
-#![allow(dead_code)] // shared by many test modules; each uses only part of it
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,9 +9,11 @@ use portrait_bot::db::{Character, NewCharacter};
 use portrait_bot::fetch::{FetchConfig, Origin};
 use portrait_bot::portrait::inspect::InspectLimits;
 
-use super::cdn::TestCdn;
+use testkit::cdn::TestCdn;
+use testkit::s3::TestS3;
+
 use super::database::TestDb;
-use super::s3::TestS3;
+use super::r2::R2Access;
 
 pub const GUILD: u64 = 1_200_000_000_000_000_001;
 pub const PLAYER: u64 = 800_000_000_000_000_002;

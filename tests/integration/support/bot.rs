@@ -1,6 +1,5 @@
 //! The real bot (`cli::run_bot`, the code path of `portrait-bot run`) against the simulated
 //! Discord, the simulated CDN, s3s-fs and a fresh database.
-#![allow(dead_code)] // shared by many test modules; each uses only part of it
 
 use std::time::Duration;
 
@@ -11,11 +10,13 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use testkit::cdn::TestCdn;
+use testkit::discord::{self, Attachment, TestDiscord, BOT_TOKEN, GUILD_ID};
+use testkit::s3::TestS3;
+
 use super::app::{settings, DEFAULT_PORTRAIT_URL};
-use super::cdn::TestCdn;
 use super::database::TestDb;
-use super::discord::{self, Attachment, TestDiscord, BOT_TOKEN, GUILD_ID};
-use super::s3::TestS3;
+use super::r2::R2Access;
 
 /// How long tests wait for the bot to answer.
 pub const ANSWER: Duration = Duration::from_secs(20);
@@ -50,7 +51,8 @@ pub struct TestBot {
     pub s3: TestS3,
     pub cdn: TestCdn,
     pub db: TestDb,
-    local_dir: tempfile::TempDir,
+    /// Held so the local store's folder lives as long as the bot.
+    _local_dir: tempfile::TempDir,
     /// Held so the bot runs until the test ends (dropping it would stop the bot).
     _stop: oneshot::Sender<()>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -101,7 +103,7 @@ impl TestBot {
             s3,
             cdn,
             db,
-            local_dir,
+            _local_dir: local_dir,
             _stop: stop,
             task: Some(task),
         }

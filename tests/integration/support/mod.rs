@@ -1,9 +1,7 @@
-//! Test support: servers and fixtures the integration tests start on port 0.
+//! The application assembled over the test kit's servers (the `testkit` crate): what needs
+//! `portrait_bot` types lives here, in the test binary, so the kit does not depend on the
+//! crate it tests.
 pub mod app;
 pub mod bot;
-pub mod cdn;
 pub mod database;
-pub mod discord;
-pub mod images;
-pub mod s3;
-pub mod variables;
+pub mod r2;

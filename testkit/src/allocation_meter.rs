@@ -2,7 +2,17 @@
 //! their peak, per thread (a decode on the calling thread) and for the whole process (a
 //! download spread over runtime workers). What the code asked for, without the allocator's
 //! own retention that RSS includes. Shared by the decode-memory unit tests and the benchmarks.
-#![allow(dead_code)] // each user measures one way
+//!
+//! A program opts in by installing [`Meter`] as its global allocator (a library cannot do it
+//! for every program that links it, and programs that only time things should not pay for the
+//! counting):
+//!
+//! ```text
+//! #[global_allocator]
+//! static METER: testkit::allocation_meter::Meter = testkit::allocation_meter::Meter;
+//! ```
+//!
+//! The measurements panic when the meter is not installed, rather than report zero.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -17,7 +27,8 @@ static PROCESS_LIVE: AtomicI64 = AtomicI64::new(0);
 static PROCESS_PEAK: AtomicI64 = AtomicI64::new(0);
 static PROCESS_BASELINE: AtomicI64 = AtomicI64::new(0);
 
-struct Meter;
+/// The counting allocator: the system allocator plus counters.
+pub struct Meter;
 
 fn record(delta: i64) {
     let now = PROCESS_LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
@@ -64,12 +75,18 @@ unsafe impl GlobalAlloc for Meter {
     }
 }
 
-#[global_allocator]
-static METER: Meter = Meter;
+/// Panics unless [`Meter`] is the global allocator (then the process has allocated by now).
+fn assert_installed() {
+    assert!(
+        PROCESS_PEAK.load(Ordering::Relaxed) > 0,
+        "install testkit::allocation_meter::Meter as the #[global_allocator] to measure"
+    );
+}
 
 /// Runs `f` and returns its result with the most bytes this thread held during it, above what
 /// it held before.
 pub fn thread_peak_during<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    assert_installed();
     let before = THREAD_LIVE.with(Cell::get);
     THREAD_PEAK.with(|peak| peak.set(before));
     let result = f();
@@ -79,6 +96,7 @@ pub fn thread_peak_during<T>(f: impl FnOnce() -> T) -> (T, u64) {
 
 /// Starts a process-wide measurement; see [`process_peak_growth`].
 pub fn reset_process_peak() {
+    assert_installed();
     let live = PROCESS_LIVE.load(Ordering::Relaxed);
     PROCESS_BASELINE.store(live, Ordering::Relaxed);
     PROCESS_PEAK.store(live, Ordering::Relaxed);

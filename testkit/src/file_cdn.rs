@@ -1,7 +1,6 @@
 //! The simulated CDN the benchmarks run in a child process (the benchmark binary re-executed
 //! in CDN mode), so its CPU time and buffers are not in the measured process. It streams
 //! fixture files from a folder, after an optional latency, and serves an endless body.
-#![allow(dead_code)] // each benchmark uses part of it
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,7 +88,7 @@ impl Drop for FileCdn {
 /// - `/endless`: 1 GiB with no Content-Length.
 ///
 /// Every request waits the configured latency first.
-pub async fn serve(root: PathBuf) {
+async fn serve(root: PathBuf) {
     let latency = std::env::var(LATENCY_VARIABLE)
         .ok()
         .and_then(|ms| ms.parse().ok())

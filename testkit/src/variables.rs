@@ -1,6 +1,5 @@
 //! Every environment variable the binary reads, so tests and benchmarks that run it can clear
 //! them and the developer's own settings never leak in.
-#![allow(dead_code)] // shared with the benchmarks, which use part of it
 
 /// The application's variables, documented by `portrait-bot --help`.
 pub const CONFIG_VARIABLES: &[&str] = &[

@@ -2,14 +2,13 @@
 //!
 //! ```text
 //! let s3 = TestS3::start().await;          // 127.0.0.1:<random>, bucket created
-//! let store = s3.store();                  // a portrait_bot Store talking SigV4 to it
-//! store.put("k", bytes, "image/png", &[]).await?;
+//! // point an S3 client at s3.endpoint() with ACCESS_KEY / SECRET_KEY, path-style
 //! assert!(s3.object_file("k").exists());   // objects are plain files under the temp dir
+//! assert_eq!(s3.keys().await, ["k"]);      // every key in the bucket, read from the disk
 //! assert_eq!(s3.requests("PutObject"), 1); // every request the server saw, by S3 operation
 //! s3.fail("PutObject", S3ErrorCode::ServiceUnavailable, Some(2)); // next 2 PUTs get a 503
 //! s3.stop().await;                         // storage "goes down": connections now refused
 //! ```
-#![allow(dead_code)] // shared by many test modules; each uses only part of it
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,11 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use portrait_bot::secret::Secret;
-use portrait_bot::storage::{R2Settings, Store};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::service::S3Service;
-use s3s::{S3Error, S3ErrorCode, S3Result};
+pub use s3s::S3ErrorCode;
+use s3s::{S3Error, S3Result};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
@@ -36,7 +34,7 @@ pub const SECRET_KEY: &str = "portrait-test-secret-key-0123456789";
 pub const BUCKET: &str = "portraits";
 /// A bucket name that never exists on the server.
 pub const MISSING_BUCKET: &str = "no-such-bucket";
-/// Public base URL put in the settings (nothing listens there; it only shapes `public_url`).
+/// A public base URL for the bucket, for settings that need one (nothing listens there).
 pub const PUBLIC_URL: &str = "https://portraits.example.test";
 
 /// s3s-fs serving a temp folder on `127.0.0.1:0`. Stopped when dropped.
@@ -148,11 +146,6 @@ impl TestS3 {
         ACCESS_KEY
     }
 
-    /// The secret key the server accepts.
-    pub fn secret_key(&self) -> &str {
-        SECRET_KEY
-    }
-
     /// The folder s3s-fs serves (buckets are its sub-folders).
     pub fn root(&self) -> &Path {
         self.dir.path()
@@ -163,55 +156,18 @@ impl TestS3 {
         self.dir.path().join(&self.bucket).join(key)
     }
 
-    /// Settings that work: right credentials, existing bucket.
-    pub fn settings(&self) -> R2Settings {
-        R2Settings {
-            endpoint: self.endpoint.clone(),
-            access_key_id: ACCESS_KEY.to_owned(),
-            secret_access_key: Secret::new(SECRET_KEY),
-            bucket: self.bucket.clone(),
-            public_url: PUBLIC_URL.to_owned(),
-        }
-    }
-
-    /// Settings whose secret key is wrong (the server answers 403 SignatureDoesNotMatch).
-    pub fn settings_with_wrong_secret(&self) -> R2Settings {
-        R2Settings {
-            secret_access_key: Secret::new("definitely-not-the-secret"),
-            ..self.settings()
-        }
-    }
-
-    /// Settings naming [`MISSING_BUCKET`], which does not exist.
-    pub fn settings_with_missing_bucket(&self) -> R2Settings {
-        R2Settings {
-            bucket: MISSING_BUCKET.to_owned(),
-            ..self.settings()
-        }
-    }
-
-    /// Every key in the bucket, sorted.
+    /// Every key in the bucket, sorted: the files s3s-fs keeps under the bucket's folder (it
+    /// keeps its metadata and partial uploads outside it).
     pub async fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .store()
-            .list_prefix("")
-            .await
-            .expect("list the bucket")
-            .into_iter()
-            .map(|object| object.key)
-            .collect();
-        keys.sort();
-        keys
-    }
-
-    /// A [`Store`] over [`TestS3::settings`].
-    pub fn store(&self) -> Store {
-        Self::store_with(self.settings())
-    }
-
-    /// A [`Store`] over any settings (e.g. the wrong-secret ones).
-    pub fn store_with(settings: R2Settings) -> Store {
-        Store::r2(settings).expect("valid R2 settings")
+        let bucket = self.dir.path().join(&self.bucket);
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            collect_keys(&bucket, &bucket, &mut keys);
+            keys.sort();
+            keys
+        })
+        .await
+        .expect("list the bucket folder")
     }
 
     /// Stops the server as if storage went down: the port is closed and open connections are
@@ -249,6 +205,23 @@ pub async fn unreachable_endpoint() -> String {
     let addr = listener.local_addr().expect("local addr");
     drop(listener);
     format!("http://{addr}")
+}
+
+/// Adds the key of every file under `dir` (relative to `bucket`, `/`-separated) to `keys`.
+fn collect_keys(bucket: &Path, dir: &Path, keys: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return; // a folder emptied and removed meanwhile
+    };
+    for entry in entries {
+        let path = entry.expect("read the bucket folder").path();
+        if path.is_dir() {
+            collect_keys(bucket, &path, keys);
+        } else {
+            let key = path.strip_prefix(bucket).expect("under the bucket");
+            let parts: Vec<_> = key.iter().map(|part| part.to_string_lossy()).collect();
+            keys.push(parts.join("/"));
+        }
+    }
 }
 
 /// Accepts connections until told to stop, then closes the listener and every connection.

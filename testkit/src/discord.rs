@@ -24,10 +24,8 @@
 //! events without a guild (DMs) go to shard 0, as on Discord.
 //!
 //! Note: serenity sends the token as `Bot <token>`, in IDENTIFY as in the Authorization header.
-#![allow(dead_code)] // shared by many test modules; each uses only part of it
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -88,7 +86,6 @@ pub mod permissions {
     pub const USE_APPLICATION_COMMANDS: u64 = 1 << 31;
     pub const MANAGE_MESSAGES: u64 = 1 << 13;
     pub const MANAGE_GUILD: u64 = 1 << 5;
-    pub const ADMINISTRATOR: u64 = 1 << 3;
     /// What an ordinary member has in an ordinary channel.
     pub const MEMBER: u64 = VIEW_CHANNEL
         | SEND_MESSAGES
@@ -279,7 +276,6 @@ struct DiscordState {
     known_sessions: HashMap<String, [u64; 2]>,
     /// IDENTIFYs asking for any of these intents are closed with 4014.
     disallowed_intents: u64,
-    recommended_shards: u64,
     rest: Vec<RestCall>,
     faults: Vec<Fault>,
     interactions: HashMap<String, InteractionInfo>,
@@ -296,7 +292,6 @@ struct DiscordState {
 
 struct Session {
     shard: [u64; 2],
-    session_id: String,
     seq: u64,
     tx: mpsc::UnboundedSender<Outgoing>,
 }
@@ -321,7 +316,6 @@ impl Session {
 struct InteractionInfo {
     id: u64,
     channel_id: u64,
-    guild_id: Option<u64>,
     /// The message a component interaction came from.
     message_id: Option<u64>,
 }
@@ -347,8 +341,6 @@ enum Outgoing {
 /// connection closed) when dropped.
 pub struct TestDiscord {
     shared: Arc<Shared>,
-    rest_addr: SocketAddr,
-    gateway_addr: SocketAddr,
     rest_server: JoinHandle<()>,
     gateway_server: JoinHandle<()>,
 }
@@ -366,7 +358,6 @@ impl TestDiscord {
         let gateway_addr = gateway_listener.local_addr().expect("gateway address");
         let shared = Arc::new(Shared {
             state: Mutex::new(DiscordState {
-                recommended_shards: 1,
                 ..DiscordState::default()
             }),
             changed: Notify::new(),
@@ -389,8 +380,6 @@ impl TestDiscord {
         let gateway_server = tokio::spawn(serve_gateway(gateway_listener, shared.clone()));
         TestDiscord {
             shared,
-            rest_addr,
-            gateway_addr,
             rest_server,
             gateway_server,
         }
@@ -436,11 +425,6 @@ impl TestDiscord {
     /// intent(s)), as Discord does for privileged intents not enabled in the portal.
     pub fn disallow_intents(&self, intents: u64) {
         self.shared.lock().disallowed_intents = intents;
-    }
-
-    /// What `GET /gateway/bot` recommends as the shard count (default 1).
-    pub fn set_recommended_shards(&self, shards: u64) {
-        self.shared.lock().recommended_shards = shards.max(1);
     }
 
     /// Waits until `shards` gateway sessions are open and have received READY (or RESUMED).
@@ -698,7 +682,6 @@ fn remember_interaction(state: &mut DiscordState, interaction: &Value) {
         InteractionInfo {
             id,
             channel_id: id_field(interaction, "channel_id").unwrap_or(CHANNEL_ID),
-            guild_id: id_field(interaction, "guild_id"),
             message_id,
         },
     );
@@ -829,7 +812,6 @@ fn handle_gateway_payload(
                     let seq = data.get("seq").and_then(Value::as_u64).unwrap_or(0);
                     let mut session = Session {
                         shard,
-                        session_id,
                         seq,
                         tx: tx.clone(),
                     };
@@ -887,7 +869,6 @@ fn identify(shared: &Shared, tx: &mpsc::UnboundedSender<Outgoing>, connection: u
     });
     let mut session = Session {
         shard,
-        session_id,
         seq: 0,
         tx: tx.clone(),
     };
@@ -1006,7 +987,7 @@ fn route(shared: &Shared, state: &mut DiscordState, method: &Method, call: &Rest
             StatusCode::OK,
             json!({
                 "url": shared.ws_url,
-                "shards": state.recommended_shards,
+                "shards": 1,
                 "session_start_limit": {
                     "total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1,
                 },
@@ -1639,7 +1620,6 @@ pub struct CommandBuilder {
     app_permissions: u64,
     subcommand: Option<String>,
     options: Vec<Value>,
-    resolved_users: Map<String, Value>,
     resolved_attachments: Map<String, Value>,
     attachment_size_limit: u64,
     locale: String,
@@ -1658,7 +1638,6 @@ impl CommandBuilder {
             app_permissions: permissions::MEMBER,
             subcommand: None,
             options: Vec::new(),
-            resolved_users: Map::new(),
             resolved_attachments: Map::new(),
             attachment_size_limit: DEFAULT_ATTACHMENT_SIZE_LIMIT,
             locale: "en-US".to_owned(),
@@ -1668,12 +1647,6 @@ impl CommandBuilder {
     /// Used in this guild.
     pub fn guild(mut self, guild_id: u64) -> Self {
         self.guild = Some(guild_id);
-        self
-    }
-
-    /// Used in a DM with the bot (no guild, no member; goes to shard 0).
-    pub fn dm(mut self) -> Self {
-        self.guild = None;
         self
     }
 
@@ -1715,35 +1688,6 @@ impl CommandBuilder {
         self
     }
 
-    /// An integer option.
-    pub fn option_int(mut self, name: &str, value: i64) -> Self {
-        self.options
-            .push(json!({ "name": name, "type": 4, "value": value }));
-        self
-    }
-
-    /// A boolean option.
-    pub fn option_bool(mut self, name: &str, value: bool) -> Self {
-        self.options
-            .push(json!({ "name": name, "type": 5, "value": value }));
-        self
-    }
-
-    /// A user option (the user is added to `resolved.users`).
-    pub fn option_user(mut self, name: &str, user_id: u64) -> Self {
-        self.options
-            .push(json!({ "name": name, "type": 6, "value": user_id.to_string() }));
-        let user = json!({
-            "id": user_id.to_string(),
-            "username": format!("user-{user_id}"),
-            "discriminator": "0",
-            "global_name": null,
-            "avatar": null,
-        });
-        self.resolved_users.insert(user_id.to_string(), user);
-        self
-    }
-
     /// An attachment option (the file is added to `resolved.attachments`).
     pub fn option_attachment(mut self, name: &str, attachment: &Attachment) -> Self {
         self.options
@@ -1779,9 +1723,6 @@ impl CommandBuilder {
             None => self.options,
         };
         let mut resolved = Map::new();
-        if !self.resolved_users.is_empty() {
-            resolved.insert("users".into(), Value::Object(self.resolved_users));
-        }
         if !self.resolved_attachments.is_empty() {
             resolved.insert(
                 "attachments".into(),

@@ -1,10 +1,13 @@
 //! Image fixtures made in code: real encoders for the pixels, hand-built metadata segments
-//! for what phones and cameras add.
-#![allow(dead_code)] // shared by many test modules; each uses only part of it
+//! for what phones and cameras add, photo-like JPEGs and incompressible PNGs for the
+//! benchmarks (distinct per seed: keys are content-addressed, so identical images would be one
+//! object), and byte searches to check what a stored file holds.
 
 use std::io::Cursor;
 
-use image::{ImageFormat, Rgb, RgbImage};
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{ExtendedColorType, ImageEncoder, ImageFormat, Rgb, RgbImage};
 
 /// A colourful gradient, so different sizes give different bytes.
 pub fn rgb(width: u32, height: u32) -> RgbImage {
@@ -27,18 +30,70 @@ pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
 
 /// The same picture as [`jpeg`], stored the way many web exports are: progressive, 4:2:0.
 pub fn progressive_jpeg(width: u16, height: u16) -> Vec<u8> {
+    encode_progressive(&rgb(u32::from(width), u32::from(height)), 90)
+}
+
+/// [`photo`] as a baseline JPEG.
+pub fn photo_jpeg(width: u32, height: u32, seed: u32, quality: u8) -> Vec<u8> {
+    let image = photo(width, height, seed);
     let mut out = Vec::new();
-    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+    JpegEncoder::new_with_quality(&mut out, quality)
+        .write_image(image.as_raw(), width, height, ExtendedColorType::Rgb8)
+        .expect("encode JPEG");
+    out
+}
+
+/// [`photo`] (seed 7) encoded progressive with 4:2:0 chroma, as web exports often are.
+pub fn progressive_photo_jpeg(width: u32, height: u32, quality: u8) -> Vec<u8> {
+    encode_progressive(&photo(width, height, 7), quality)
+}
+
+/// A smooth photo-like gradient with fine grain, so JPEG sizes resemble real photos; `seed`
+/// makes each one a different image.
+fn photo(width: u32, height: u32, seed: u32) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        let grain = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503) ^ seed) % 24;
+        Rgb([
+            ((x * 255 / width) as u8).saturating_add(grain as u8),
+            ((y * 255 / height) as u8).saturating_add(grain as u8 / 2),
+            (((x + y + seed) % 256) as u8).saturating_add(grain as u8),
+        ])
+    })
+}
+
+/// RGB noise as a PNG (fast compression, no filter): its size is about `width × height × 3`
+/// whatever the encoder does; `seed` makes each one different.
+pub fn noise_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let pixels: Vec<u8> = (0..width as usize * height as usize * 3)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let mut out = Vec::new();
+    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::NoFilter)
+        .write_image(&pixels, width, height, ExtendedColorType::Rgb8)
+        .expect("encode PNG");
+    out
+}
+
+/// A progressive 4:2:0 JPEG of `image` (the `image` crate's encoder writes baseline only).
+fn encode_progressive(image: &RgbImage, quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
     encoder.set_progressive(true);
     encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
     encoder
         .encode(
-            rgb(u32::from(width), u32::from(height)).as_raw(),
-            width,
-            height,
+            image.as_raw(),
+            u16::try_from(image.width()).expect("width fits a JPEG"),
+            u16::try_from(image.height()).expect("height fits a JPEG"),
             jpeg_encoder::ColorType::Rgb,
         )
-        .expect("encode fixture");
+        .expect("encode progressive JPEG");
     out
 }
 

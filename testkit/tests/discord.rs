@@ -16,7 +16,7 @@ use serenity::client::ClientBuilder;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::support::discord::{
+use testkit::discord::{
     self, autocomplete, button_click, guild_on_shard, is_callback, is_followup, is_original_edit,
     message_create, slash_command, Attachment, TestDiscord, APPLICATION_ID, BOT_USER_ID,
     CHANNEL_ID, GUILD_ID, OTHER_USER, PLAYER_USER,

@@ -1,6 +1,5 @@
 //! A simulated Discord CDN: serves attachment bytes over real HTTP on 127.0.0.1, answers
 //! expired links the way Discord does, and records every request with its time.
-#![allow(dead_code)] // shared by many test modules; each uses only part of it
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
