@@ -10,6 +10,7 @@ mod import;
 mod migration;
 mod orphans;
 mod pipeline;
+mod player;
 mod prefix;
 mod storage;
 mod support;

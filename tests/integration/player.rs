@@ -10,11 +10,12 @@ use crate::support::bot::{
     content, embed_image, is_ephemeral, BotOptions, TestBot, ANSWER, DEFAULT_URL,
 };
 use crate::support::database::TestDb;
-use crate::support::discord::{
+use crate::support::r2::R2Access;
+use testkit::discord::{
     self, button_click, slash_command, Attachment, User, CHANNEL_ID, GUILD_ID, OTHER_USER,
     PLAYER_USER,
 };
-use crate::support::images::{self, contains};
+use testkit::images::{self, contains};
 
 /// Sends a command that should open a form; returns the form (the type 9 callback's `data`)
 /// after checking it was the first and only response.
@@ -43,47 +44,8 @@ fn form_input<'a>(form: &'a Value, custom_id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no input {custom_id} in {form}"))
 }
 
-/// The MODAL_SUBMIT (interaction type 5) Discord sends when `user` fills in `form`: each
-/// Label comes back with its child's `custom_id` and `value` (text inputs, from `texts`) or
-/// `values` (the File Upload's attachment ids, described in `data.resolved.attachments`).
 fn submit(form: &Value, user: User, texts: &[(&str, &str)], files: &[&Attachment]) -> Value {
-    let mut interaction = slash_command("unused").user(user).build();
-    let mut attachments = serde_json::Map::new();
-    let components: Vec<Value> = form["components"]
-        .as_array()
-        .expect("components")
-        .iter()
-        .enumerate()
-        .map(|(n, label)| {
-            let input = &label["component"];
-            let custom_id = input["custom_id"].as_str().expect("custom_id");
-            let child = if input["type"] == 19 {
-                for file in files {
-                    attachments.insert(file.id.to_string(), file.to_json());
-                }
-                json!({
-                    "type": 19, "id": 2 * n + 2, "custom_id": custom_id,
-                    "values": files.iter().map(|f| f.id.to_string()).collect::<Vec<_>>(),
-                })
-            } else {
-                let typed = texts
-                    .iter()
-                    .find(|(id, _)| *id == custom_id)
-                    .map(|(_, text)| *text)
-                    .or_else(|| input["value"].as_str())
-                    .unwrap_or_default();
-                json!({ "type": 4, "id": 2 * n + 2, "custom_id": custom_id, "value": typed })
-            };
-            json!({ "type": 18, "id": 2 * n + 1, "component": child })
-        })
-        .collect();
-    let mut data = json!({ "custom_id": form["custom_id"], "components": components });
-    if !attachments.is_empty() {
-        data["resolved"] = json!({ "attachments": attachments });
-    }
-    interaction["type"] = json!(5);
-    interaction["data"] = data;
-    interaction
+    discord::modal_submit(form, user, texts, files)
 }
 
 /// Sends a form submit and returns the bot's answer, after checking the submit was deferred
@@ -106,6 +68,41 @@ fn without_message_step() -> BotOptions {
         max_characters_per_player: 50,
         ..BotOptions::default()
     }
+}
+
+/// `/character gallery player:<user_id>`.
+fn gallery_of(user_id: u64) -> Value {
+    let mut interaction = slash_command("character").subcommand("gallery").build();
+    interaction["data"]["options"][0]["options"] =
+        json!([{ "name": "player", "type": 6, "value": user_id.to_string() }]);
+    interaction["data"]["resolved"]["users"] = json!({ user_id.to_string(): {
+        "id": user_id.to_string(), "username": "player", "discriminator": "0",
+        "global_name": null, "avatar": null,
+    } });
+    interaction
+}
+
+/// The custom ids of a gallery message's two buttons: (◀, ▶) with their disabled flags.
+fn buttons(message: &Value) -> [(String, bool); 2] {
+    let row = &message["components"][0]["components"];
+    [0, 1].map(|n| {
+        (
+            row[n]["custom_id"].as_str().expect("a button").to_owned(),
+            row[n]["disabled"].as_bool().unwrap_or(false),
+        )
+    })
+}
+
+/// Presses a gallery button as `user` and returns the bot's callback body.
+async fn press(bot: &TestBot, message: &Value, custom_id: &str, user: User) -> Value {
+    let message_id: u64 = message["id"].as_str().unwrap().parse().unwrap();
+    let click = button_click(custom_id, user, GUILD_ID, CHANNEL_ID, message_id);
+    bot.discord.send_interaction(click.clone()).await;
+    bot.discord
+        .wait_for_rest("the press's answer", discord::is_callback(&click), ANSWER)
+        .await
+        .body()
+        .clone()
 }
 
 on_both_databases! {
@@ -164,6 +161,55 @@ on_both_databases! {
         assert!(content(&reply).contains("64"), "the domain's rule, said plainly: {reply}");
         assert!(bot.character(PLAYER, "Brom").await.is_some());
     }
+
+    async fn the_gallery_pages_forward_and_back_through_thirty_characters_for_its_opener_only(t: TestDb) {
+    let bot = TestBot::start_with(t, without_message_step()).await;
+    for n in 0..30 {
+        bot.command(
+            &slash_command("register")
+                .option_str("name", &format!("Hero {n:02}"))
+                .build(),
+        )
+        .await;
+    }
+    let open = slash_command("character").subcommand("gallery").build();
+    let first = bot.command(&open).await;
+    assert!(!is_ephemeral(&first), "shown to the channel");
+    assert_eq!(first["embeds"][0]["title"], "Hero 00");
+    assert!(content(&first).contains("1 of 30"), "{first}");
+    let mut message = bot.discord.original_response(&open).expect("the gallery");
+    let [(_, back_disabled), _] = buttons(&message);
+    assert!(back_disabled, "no page before the first");
+
+    for n in 1..30 {
+        let [_, (next, disabled)] = buttons(&message);
+        assert!(!disabled);
+        let answer = press(&bot, &message, &next, PLAYER_USER).await;
+        assert_eq!(answer["type"], 7, "the message is updated in place");
+        assert_eq!(answer["data"]["embeds"][0]["title"], format!("Hero {n:02}"));
+        message = bot.discord.original_response(&open).expect("the gallery");
+    }
+    assert!(content(&message).contains("30 of 30"), "{message}");
+    let [(back, _), (_, next_disabled)] = buttons(&message);
+    assert!(next_disabled, "no page after the last");
+
+    let refused = press(&bot, &message, &back, OTHER_USER).await;
+    assert_eq!(refused["type"], 4);
+    assert_eq!(refused["data"]["flags"], 64, "privately");
+    assert!(
+        refused["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Only <@"),
+        "{refused}"
+    );
+    let unchanged = bot.discord.original_response(&open).unwrap();
+    assert_eq!(unchanged["embeds"][0]["title"], "Hero 29");
+
+    let answer = press(&bot, &message, &back, PLAYER_USER).await;
+    assert_eq!(answer["data"]["embeds"][0]["title"], "Hero 28");
+}
+
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,7 +227,10 @@ async fn an_svg_named_png_in_the_form_is_refused_and_the_character_keeps_the_def
         content(&reply).contains("default portrait"),
         "what happened: {reply}"
     );
-    assert!(content(&reply).contains("/portrait set"), "what to do: {reply}");
+    assert!(
+        content(&reply).contains("/portrait set"),
+        "what to do: {reply}"
+    );
     let character = bot
         .character(PLAYER, "Cass")
         .await
@@ -254,78 +303,6 @@ async fn portrait_set_without_an_image_opens_an_upload_form_that_sets_the_portra
     );
 }
 
-/// The custom ids of a gallery message's two buttons: (◀, ▶) with their disabled flags.
-fn buttons(message: &Value) -> [(String, bool); 2] {
-    let row = &message["components"][0]["components"];
-    [0, 1].map(|n| {
-        (
-            row[n]["custom_id"].as_str().expect("a button").to_owned(),
-            row[n]["disabled"].as_bool().unwrap_or(false),
-        )
-    })
-}
-
-/// Presses a gallery button as `user` and returns the bot's callback body.
-async fn press(bot: &TestBot, message: &Value, custom_id: &str, user: User) -> Value {
-    let message_id: u64 = message["id"].as_str().unwrap().parse().unwrap();
-    let click = button_click(custom_id, user, GUILD_ID, CHANNEL_ID, message_id);
-    bot.discord.send_interaction(click.clone()).await;
-    bot.discord
-        .wait_for_rest("the press's answer", discord::is_callback(&click), ANSWER)
-        .await
-        .body()
-        .clone()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gallery_pages_forward_and_back_through_thirty_characters_for_its_opener_only() {
-    let bot = TestBot::start_with(TestDb::sqlite().await, without_message_step()).await;
-    for n in 0..30 {
-        bot.command(
-            &slash_command("register")
-                .option_str("name", &format!("Hero {n:02}"))
-                .build(),
-        )
-        .await;
-    }
-    let open = slash_command("character").subcommand("gallery").build();
-    let first = bot.command(&open).await;
-    assert!(!is_ephemeral(&first), "shown to the channel");
-    assert_eq!(first["embeds"][0]["title"], "Hero 00");
-    assert!(content(&first).contains("1 of 30"), "{first}");
-    let mut message = bot.discord.original_response(&open).expect("the gallery");
-    let [(_, back_disabled), _] = buttons(&message);
-    assert!(back_disabled, "no page before the first");
-
-    for n in 1..30 {
-        let [_, (next, disabled)] = buttons(&message);
-        assert!(!disabled);
-        let answer = press(&bot, &message, &next, PLAYER_USER).await;
-        assert_eq!(answer["type"], 7, "the message is updated in place");
-        assert_eq!(answer["data"]["embeds"][0]["title"], format!("Hero {n:02}"));
-        message = bot.discord.original_response(&open).expect("the gallery");
-    }
-    assert!(content(&message).contains("30 of 30"), "{message}");
-    let [(back, _), (_, next_disabled)] = buttons(&message);
-    assert!(next_disabled, "no page after the last");
-
-    let refused = press(&bot, &message, &back, OTHER_USER).await;
-    assert_eq!(refused["type"], 4);
-    assert_eq!(refused["data"]["flags"], 64, "privately");
-    assert!(
-        refused["data"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("Only <@"),
-        "{refused}"
-    );
-    let unchanged = bot.discord.original_response(&open).unwrap();
-    assert_eq!(unchanged["embeds"][0]["title"], "Hero 29");
-
-    let answer = press(&bot, &message, &back, PLAYER_USER).await;
-    assert_eq!(answer["data"]["embeds"][0]["title"], "Hero 28");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gallery_left_alone_too_long_says_it_expired_and_drops_its_buttons() {
     let bot = TestBot::start_with(TestDb::sqlite().await, without_message_step()).await;
@@ -333,11 +310,19 @@ async fn a_gallery_left_alone_too_long_says_it_expired_and_drops_its_buttons() {
         bot.command(&slash_command("register").option_str("name", name).build())
             .await;
     }
-    let open = slash_command("character")
-        .subcommand("gallery")
-        .option_user("player", PLAYER)
-        .build();
-    bot.command(&open).await;
+    bot.command(
+        &slash_command("register")
+            .option_str("name", "Kit")
+            .user(OTHER_USER)
+            .build(),
+    )
+    .await;
+    let open = gallery_of(PLAYER);
+    let first = bot.command(&open).await;
+    assert!(
+        content(&first).contains("1 of 2"),
+        "only the player's two: {first}"
+    );
     let message = bot.discord.original_response(&open).expect("the gallery");
     let [_, (next, _)] = buttons(&message);
     // The button as it would be after six minutes without a press: the last activity,
