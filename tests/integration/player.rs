@@ -163,53 +163,52 @@ on_both_databases! {
     }
 
     async fn the_gallery_pages_forward_and_back_through_thirty_characters_for_its_opener_only(t: TestDb) {
-    let bot = TestBot::start_with(t, without_message_step()).await;
-    for n in 0..30 {
-        bot.command(
-            &slash_command("register")
-                .option_str("name", &format!("Hero {n:02}"))
-                .build(),
-        )
-        .await;
+        let bot = TestBot::start_with(t, without_message_step()).await;
+        for n in 0..30 {
+            bot.command(
+                &slash_command("register")
+                    .option_str("name", &format!("Hero {n:02}"))
+                    .build(),
+            )
+            .await;
+        }
+        let open = slash_command("character").subcommand("gallery").build();
+        let first = bot.command(&open).await;
+        assert!(!is_ephemeral(&first), "shown to the channel");
+        assert_eq!(first["embeds"][0]["title"], "Hero 00");
+        assert!(content(&first).contains("1 of 30"), "{first}");
+        let mut message = bot.discord.original_response(&open).expect("the gallery");
+        let [(_, back_disabled), _] = buttons(&message);
+        assert!(back_disabled, "no page before the first");
+
+        for n in 1..30 {
+            let [_, (next, disabled)] = buttons(&message);
+            assert!(!disabled);
+            let answer = press(&bot, &message, &next, PLAYER_USER).await;
+            assert_eq!(answer["type"], 7, "the message is updated in place");
+            assert_eq!(answer["data"]["embeds"][0]["title"], format!("Hero {n:02}"));
+            message = bot.discord.original_response(&open).expect("the gallery");
+        }
+        assert!(content(&message).contains("30 of 30"), "{message}");
+        let [(back, _), (_, next_disabled)] = buttons(&message);
+        assert!(next_disabled, "no page after the last");
+
+        let refused = press(&bot, &message, &back, OTHER_USER).await;
+        assert_eq!(refused["type"], 4);
+        assert_eq!(refused["data"]["flags"], 64, "privately");
+        assert!(
+            refused["data"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("Only <@"),
+            "{refused}"
+        );
+        let unchanged = bot.discord.original_response(&open).unwrap();
+        assert_eq!(unchanged["embeds"][0]["title"], "Hero 29");
+
+        let answer = press(&bot, &message, &back, PLAYER_USER).await;
+        assert_eq!(answer["data"]["embeds"][0]["title"], "Hero 28");
     }
-    let open = slash_command("character").subcommand("gallery").build();
-    let first = bot.command(&open).await;
-    assert!(!is_ephemeral(&first), "shown to the channel");
-    assert_eq!(first["embeds"][0]["title"], "Hero 00");
-    assert!(content(&first).contains("1 of 30"), "{first}");
-    let mut message = bot.discord.original_response(&open).expect("the gallery");
-    let [(_, back_disabled), _] = buttons(&message);
-    assert!(back_disabled, "no page before the first");
-
-    for n in 1..30 {
-        let [_, (next, disabled)] = buttons(&message);
-        assert!(!disabled);
-        let answer = press(&bot, &message, &next, PLAYER_USER).await;
-        assert_eq!(answer["type"], 7, "the message is updated in place");
-        assert_eq!(answer["data"]["embeds"][0]["title"], format!("Hero {n:02}"));
-        message = bot.discord.original_response(&open).expect("the gallery");
-    }
-    assert!(content(&message).contains("30 of 30"), "{message}");
-    let [(back, _), (_, next_disabled)] = buttons(&message);
-    assert!(next_disabled, "no page after the last");
-
-    let refused = press(&bot, &message, &back, OTHER_USER).await;
-    assert_eq!(refused["type"], 4);
-    assert_eq!(refused["data"]["flags"], 64, "privately");
-    assert!(
-        refused["data"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("Only <@"),
-        "{refused}"
-    );
-    let unchanged = bot.discord.original_response(&open).unwrap();
-    assert_eq!(unchanged["embeds"][0]["title"], "Hero 29");
-
-    let answer = press(&bot, &message, &back, PLAYER_USER).await;
-    assert_eq!(answer["data"]["embeds"][0]["title"], "Hero 28");
-}
-
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
