@@ -199,6 +199,11 @@ pub struct BotConfig {
     #[arg(long, env = "REGISTRATION_TIMEOUT_SECS", default_value_t = 120)]
     pub registration_timeout_secs: u64,
 
+    /// Seconds a `/character gallery` keeps its buttons after the last press (at most 840:
+    /// the bot edits the message through an interaction token, which lasts 15 minutes).
+    #[arg(long, env = "GALLERY_TIMEOUT_SECS", default_value_t = 300)]
+    pub gallery_timeout_secs: u64,
+
     /// Most characters one player may have in one server.
     #[arg(long, env = "MAX_CHARACTERS_PER_PLAYER", default_value_t = 10)]
     pub max_characters_per_player: u64,
@@ -298,6 +303,7 @@ pub struct BotSettings {
     pub admin_user_ids: Vec<u64>,
     pub registration_message_step: bool,
     pub registration_timeout: Duration,
+    pub gallery_timeout: Duration,
     pub max_characters_per_player: u64,
     pub uploads_per_10_minutes: u32,
     pub shutdown_grace: Duration,
@@ -323,6 +329,13 @@ impl BotConfig {
         if self.registration_timeout_secs == 0 {
             problems.push("REGISTRATION_TIMEOUT_SECS must be at least 1".into());
         }
+        if !(1..=840).contains(&self.gallery_timeout_secs) {
+            problems.push(
+                "GALLERY_TIMEOUT_SECS must be between 1 and 840 (Discord's interaction tokens \
+                 last 15 minutes)"
+                    .into(),
+            );
+        }
         if self.uploads_per_10_minutes == 0 {
             problems.push("UPLOADS_PER_10_MINUTES must be at least 1".into());
         }
@@ -341,6 +354,7 @@ impl BotConfig {
                 admin_user_ids: self.admin_user_ids.clone(),
                 registration_message_step: self.registration_message_step,
                 registration_timeout: Duration::from_secs(self.registration_timeout_secs),
+                gallery_timeout: Duration::from_secs(self.gallery_timeout_secs),
                 max_characters_per_player: self.max_characters_per_player,
                 uploads_per_10_minutes: self.uploads_per_10_minutes,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
@@ -819,6 +833,7 @@ mod tests {
             .validate()
             .expect("valid");
         assert!(!settings.registration_message_step);
+        assert_eq!(settings.gallery_timeout, Duration::from_secs(300));
         let enabled = BotCli::try_parse_from([
             "portrait-bot",
             "--discord-token",

@@ -5,9 +5,13 @@
 //! gallery keeps working across restarts and the bot holds no state for it. Each page is read
 //! from the database on its own ([`Db::gallery_character`](crate::db::Db::gallery_character)),
 //! so a server with thousands of characters never loads them all. Only the player who opened
-//! the gallery may turn its pages; after [`GALLERY_TIMEOUT`] without a press the next press
-//! says the gallery expired and takes the buttons away.
+//! the gallery may turn its pages. After `GALLERY_TIMEOUT_SECS` without a press the bot edits
+//! the message to say the gallery expired and takes the buttons away ([`Watchers`], through
+//! the latest interaction token, which lasts 15 minutes); after a restart, when no watcher is
+//! left, the next press finds the old timestamp in its id and does the same.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use poise::serenity_prelude as serenity;
@@ -15,9 +19,6 @@ use poise::CreateReply;
 
 use super::{embeds, BotError, Context, Data};
 use crate::units::human_duration;
-
-/// How long a gallery answers after its last press.
-pub const GALLERY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 const PREFIX: &str = "gallery:";
 
@@ -118,7 +119,16 @@ pub async fn open(
     };
     match render(data, guild, page).await? {
         Some(reply) => {
-            ctx.send(reply).await?;
+            let handle = ctx.send(reply).await?;
+            let message = handle.message().await?;
+            if let poise::Context::Application(app) = ctx {
+                data.galleries.touch(
+                    ctx.serenity_context().http.clone(),
+                    message.id.get(),
+                    app.interaction.token.clone(),
+                    data.settings.gallery_timeout,
+                );
+            }
         }
         None => {
             ctx.send(
@@ -173,7 +183,7 @@ async fn render(data: &Data, guild: u64, mut page: Page) -> Result<Option<Create
 }
 
 /// Answers a press on a gallery button: the next or previous card (response type 7), a
-/// private refusal for anyone but the opener, or "expired" after [`GALLERY_TIMEOUT`].
+/// private refusal for anyone but the opener, or "expired" after the gallery timeout.
 pub async fn press(
     ctx: &serenity::Context,
     data: &Data,
@@ -199,12 +209,10 @@ pub async fn press(
         .await;
     }
     let now = now_secs();
-    if now.saturating_sub(page.active_at) > GALLERY_TIMEOUT.as_secs() {
+    let timeout = data.settings.gallery_timeout;
+    if now.saturating_sub(page.active_at) > timeout.as_secs() {
         let expired = serenity::CreateInteractionResponseMessage::new()
-            .content(format!(
-                "This gallery expired after {} without a press. Run `/character gallery` again.",
-                human_duration(GALLERY_TIMEOUT)
-            ))
+            .content(expired_text(timeout))
             .components(Vec::new());
         interaction
             .create_response(
@@ -241,7 +249,84 @@ pub async fn press(
             serenity::CreateInteractionResponse::UpdateMessage(update),
         )
         .await?;
+    // The press's token edits the same message from now on, for 15 minutes.
+    data.galleries.touch(
+        ctx.http.clone(),
+        interaction.message.id.get(),
+        interaction.token.clone(),
+        timeout,
+    );
     Ok(())
+}
+
+fn expired_text(timeout: Duration) -> String {
+    format!(
+        "This gallery expired after {} without a press. Run `/character gallery` again.",
+        human_duration(timeout)
+    )
+}
+
+/// The open galleries of this process: for each message, the latest interaction token that
+/// can edit it and when it was last used. One task per gallery sleeps until the gallery has
+/// been idle for the timeout, then edits the message to say it expired.
+#[derive(Debug, Default, Clone)]
+pub struct Watchers {
+    open: Arc<Mutex<HashMap<u64, Watch>>>,
+}
+
+#[derive(Debug)]
+struct Watch {
+    token: String,
+    active_at: tokio::time::Instant,
+}
+
+impl Watchers {
+    /// Records activity on the gallery `message`; starts its watcher when it has none.
+    fn touch(&self, http: Arc<serenity::Http>, message: u64, token: String, timeout: Duration) {
+        let active_at = tokio::time::Instant::now();
+        let watched = {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            open.insert(message, Watch { token, active_at }).is_some()
+        };
+        if !watched {
+            tokio::spawn(self.clone().watch(http, message, timeout));
+        }
+    }
+
+    async fn watch(self, http: Arc<serenity::Http>, message: u64, timeout: Duration) {
+        let token = loop {
+            let deadline = {
+                let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+                match open.get(&message) {
+                    Some(watch) => watch.active_at + timeout,
+                    None => return,
+                }
+            };
+            tokio::time::sleep_until(deadline).await;
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            let idle = open
+                .get(&message)
+                .map(|watch| watch.active_at + timeout <= tokio::time::Instant::now());
+            match idle {
+                Some(true) => match open.remove(&message) {
+                    Some(watch) => break watch.token,
+                    None => return,
+                },
+                Some(false) => continue,
+                None => return,
+            }
+        };
+        let expired = serde_json::json!({
+            "content": expired_text(timeout),
+            "components": [],
+        });
+        if let Err(err) = http
+            .edit_original_interaction_response(&token, &expired, Vec::new())
+            .await
+        {
+            tracing::warn!(error = %err, message, "could not mark a gallery as expired");
+        }
+    }
 }
 
 async fn refuse(

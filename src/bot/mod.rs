@@ -30,6 +30,7 @@ pub struct Data {
     pub settings: BotSettings,
     limiter: UploadLimiter,
     lifecycle: Arc<Lifecycle>,
+    galleries: gallery::Watchers,
 }
 
 impl std::fmt::Debug for Data {
@@ -139,6 +140,7 @@ pub async fn run(
     let data = Data {
         limiter: UploadLimiter::new(settings.uploads_per_10_minutes, UPLOAD_WINDOW),
         lifecycle: lifecycle.clone(),
+        galleries: gallery::Watchers::default(),
         app,
         settings,
     };

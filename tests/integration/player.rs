@@ -343,3 +343,37 @@ async fn a_gallery_left_alone_too_long_says_it_expired_and_drops_its_buttons() {
     let now = bot.discord.original_response(&open).unwrap();
     assert_eq!(now["components"], json!([]), "no buttons left: {now}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_gallery_is_edited_to_say_it_expired_without_anyone_pressing() {
+    let options = BotOptions {
+        gallery_timeout: std::time::Duration::from_secs(2),
+        ..without_message_step()
+    };
+    let bot = TestBot::start_with(TestDb::sqlite().await, options).await;
+    for name in ["Lia", "Mo"] {
+        bot.command(&slash_command("register").option_str("name", name).build())
+            .await;
+    }
+    let open = slash_command("character").subcommand("gallery").build();
+    bot.command(&open).await;
+    let message = bot.discord.original_response(&open).expect("the gallery");
+    let [_, (next, _)] = buttons(&message);
+    let answer = press(&bot, &message, &next, PLAYER_USER).await;
+    assert_eq!(answer["data"]["embeds"][0]["title"], "Mo");
+
+    let deadline = tokio::time::Instant::now() + ANSWER;
+    let expired = loop {
+        let now = bot.discord.original_response(&open).expect("the gallery");
+        if now["components"] == json!([]) {
+            break now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gallery never expired: {now}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(content(&expired).contains("expired"), "{expired}");
+    assert_eq!(expired["embeds"][0]["title"], "Mo", "the last card stays");
+}
