@@ -190,14 +190,20 @@ pub struct BotConfig {
     #[arg(long, env = "ADMIN_USER_IDS", value_delimiter = ',')]
     pub admin_user_ids: Vec<u64>,
 
-    /// Let /register without an image ask the player to post one in the channel. Needs the
-    /// privileged Message Content intent enabled in the Developer Portal.
-    #[arg(long, env = "REGISTRATION_MESSAGE_STEP", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Let `/register name:…` without an image ask the player to post one in the channel. Off
+    /// by default: the registration form takes the image instead. Needs the privileged Message
+    /// Content intent enabled in the Developer Portal.
+    #[arg(long, env = "REGISTRATION_MESSAGE_STEP", default_value_t = false, action = clap::ArgAction::Set)]
     pub registration_message_step: bool,
 
     /// Seconds a player has to post their image after /register.
     #[arg(long, env = "REGISTRATION_TIMEOUT_SECS", default_value_t = 120)]
     pub registration_timeout_secs: u64,
+
+    /// Seconds a `/character gallery` keeps its buttons after the last press (at most 840:
+    /// the bot edits the message through an interaction token, which lasts 15 minutes).
+    #[arg(long, env = "GALLERY_TIMEOUT_SECS", default_value_t = 300)]
+    pub gallery_timeout_secs: u64,
 
     /// Most characters one player may have in one server.
     #[arg(long, env = "MAX_CHARACTERS_PER_PLAYER", default_value_t = 10)]
@@ -298,6 +304,7 @@ pub struct BotSettings {
     pub admin_user_ids: Vec<u64>,
     pub registration_message_step: bool,
     pub registration_timeout: Duration,
+    pub gallery_timeout: Duration,
     pub max_characters_per_player: u64,
     pub uploads_per_10_minutes: u32,
     pub shutdown_grace: Duration,
@@ -323,6 +330,13 @@ impl BotConfig {
         if self.registration_timeout_secs == 0 {
             problems.push("REGISTRATION_TIMEOUT_SECS must be at least 1".into());
         }
+        if !(1..=840).contains(&self.gallery_timeout_secs) {
+            problems.push(
+                "GALLERY_TIMEOUT_SECS must be between 1 and 840 (Discord's interaction tokens \
+                 last 15 minutes)"
+                    .into(),
+            );
+        }
         if self.uploads_per_10_minutes == 0 {
             problems.push("UPLOADS_PER_10_MINUTES must be at least 1".into());
         }
@@ -341,6 +355,7 @@ impl BotConfig {
                 admin_user_ids: self.admin_user_ids.clone(),
                 registration_message_step: self.registration_message_step,
                 registration_timeout: Duration::from_secs(self.registration_timeout_secs),
+                gallery_timeout: Duration::from_secs(self.gallery_timeout_secs),
                 max_characters_per_player: self.max_characters_per_player,
                 uploads_per_10_minutes: self.uploads_per_10_minutes,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
@@ -794,5 +809,33 @@ mod tests {
                 "{message} should name {variable}"
             );
         }
+    }
+
+    #[test]
+    fn a_fresh_install_skips_the_message_step_so_it_needs_no_privileged_intent() {
+        #[derive(Debug, Parser)]
+        struct BotCli {
+            #[command(flatten)]
+            bot: BotConfig,
+        }
+        let settings = BotCli::try_parse_from(["portrait-bot", "--discord-token", "token"])
+            .expect("arguments parse")
+            .bot
+            .validate()
+            .expect("valid");
+        assert!(!settings.registration_message_step);
+        assert_eq!(settings.gallery_timeout, Duration::from_secs(300));
+        let enabled = BotCli::try_parse_from([
+            "portrait-bot",
+            "--discord-token",
+            "token",
+            "--registration-message-step",
+            "true",
+        ])
+        .expect("arguments parse")
+        .bot
+        .validate()
+        .expect("valid");
+        assert!(enabled.registration_message_step);
     }
 }

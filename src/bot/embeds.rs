@@ -3,7 +3,7 @@
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
-use super::Context;
+use super::{Context, Data};
 use crate::db::Character;
 
 /// Discord's limit for an embed description.
@@ -12,7 +12,12 @@ const MAX_DESCRIPTION: usize = 4096;
 /// A reply showing the character card. The portrait is linked, or attached when its URL is
 /// one Discord's servers cannot fetch (the laptop defaults serve it from localhost).
 pub async fn card(ctx: Context<'_>, character: &Character) -> CreateReply {
-    let portraits = &ctx.data().app.portraits;
+    card_for(ctx.data(), character).await
+}
+
+/// [`card`] outside a command (a button press or a form submit).
+pub async fn card_for(data: &Data, character: &Character) -> CreateReply {
+    let portraits = &data.app.portraits;
     match portraits.inline_image(character).await {
         Some(image) => CreateReply::default()
             .embed(character_embed(

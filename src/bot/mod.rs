@@ -3,6 +3,9 @@
 mod commands;
 mod embeds;
 mod error;
+mod events;
+mod forms;
+mod gallery;
 mod lifecycle;
 mod limits;
 mod upload;
@@ -28,6 +31,7 @@ pub struct Data {
     pub settings: BotSettings,
     limiter: UploadLimiter,
     lifecycle: Arc<Lifecycle>,
+    galleries: gallery::Watchers,
 }
 
 impl std::fmt::Debug for Data {
@@ -170,6 +174,7 @@ async fn connect_and_serve(
     let data = Data {
         limiter: UploadLimiter::new(settings.uploads_per_10_minutes, UPLOAD_WINDOW),
         lifecycle,
+        galleries: gallery::Watchers::default(),
         app,
         settings,
     };
@@ -177,6 +182,9 @@ async fn connect_and_serve(
         .options(poise::FrameworkOptions {
             commands: commands(),
             on_error: |error| Box::pin(error::on_error(error)),
+            event_handler: |ctx, event, _framework, data| {
+                Box::pin(events::handle(ctx, event, data))
+            },
             command_check: Some(|ctx| Box::pin(accepting_commands(ctx))),
             ..Default::default()
         })

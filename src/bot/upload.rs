@@ -2,7 +2,7 @@
 
 use poise::CreateReply;
 
-use super::{embeds, BotError, Context};
+use super::{embeds, BotError, Context, Data};
 use crate::db::Character;
 use crate::portrait::{IngestRequest, PortraitOutcome, PortraitSource, Upload};
 use crate::units::human_duration;
@@ -23,8 +23,24 @@ pub async fn set_portrait(
     attachment: AttachmentLink,
     source: PortraitSource,
 ) -> Result<CreateReply, BotError> {
-    let data = ctx.data();
-    let uploader = ctx.author().id.get();
+    set_portrait_for(
+        ctx.data(),
+        ctx.author().id.get(),
+        character,
+        attachment,
+        source,
+    )
+    .await
+}
+
+/// [`set_portrait`] outside a command (a form submit), for `uploader`.
+pub async fn set_portrait_for(
+    data: &Data,
+    uploader: u64,
+    character: &Character,
+    attachment: AttachmentLink,
+    source: PortraitSource,
+) -> Result<CreateReply, BotError> {
     if let Err(wait) = data.limiter.try_acquire(character.guild_id, uploader) {
         return Err(BotError::player(format!(
             "You have reached the limit of {} portrait uploads per 10 minutes. \
@@ -56,7 +72,7 @@ pub async fn set_portrait(
         .ingest_or_default(upload, &request)
         .await?
     {
-        PortraitOutcome::Stored(stored) => embeds::card(ctx, &stored.character)
+        PortraitOutcome::Stored(stored) => embeds::card_for(data, &stored.character)
             .await
             .content(format!("Portrait saved for **{}**.", stored.character.name)),
         PortraitOutcome::Fallback {
@@ -64,7 +80,7 @@ pub async fn set_portrait(
             kept_existing,
             reason,
             ..
-        } => embeds::card(ctx, &character)
+        } => embeds::card_for(data, &character)
             .await
             .content(embeds::fallback_warning(&reason, kept_existing)),
     };

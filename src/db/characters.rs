@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{from_db_id, now_text, to_db_id, Backend, Db, DbError};
-use crate::character::{name_key, NewCharacter};
+use crate::character::{name_key, CharacterBio, CharacterClass, CharacterName, NewCharacter};
 
 /// A player's character as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,5 +207,106 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+/// The gallery: a server's characters (or one player's there), in name order, read one page
+/// at a time so a server with thousands of characters never loads them all.
+impl Db {
+    /// How many characters the gallery of `guild_id` (only `owner_id`'s, when given) shows.
+    pub async fn count_gallery(
+        &self,
+        guild_id: u64,
+        owner_id: Option<u64>,
+    ) -> Result<u64, DbError> {
+        let count: i64 = match owner_id {
+            Some(owner) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM characters WHERE guild_id = $1 AND owner_id = $2",
+                )
+                .bind(to_db_id(guild_id))
+                .bind(to_db_id(owner))
+                .fetch_one(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM characters WHERE guild_id = $1")
+                    .bind(to_db_id(guild_id))
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(count.max(0) as u64)
+    }
+
+    /// The character at `position` (from 0) of the gallery, ordered by name then id; `None`
+    /// past the end.
+    pub async fn gallery_character(
+        &self,
+        guild_id: u64,
+        owner_id: Option<u64>,
+        position: u64,
+    ) -> Result<Option<Character>, DbError> {
+        let offset = i64::try_from(position).unwrap_or(i64::MAX);
+        let row = match owner_id {
+            Some(owner) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM characters WHERE guild_id = $1 AND owner_id = $2 \
+                     ORDER BY name_key, id LIMIT 1 OFFSET $3"
+                ))
+                .bind(to_db_id(guild_id))
+                .bind(to_db_id(owner))
+                .bind(offset)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM characters WHERE guild_id = $1 \
+                     ORDER BY name_key, id LIMIT 1 OFFSET $2"
+                ))
+                .bind(to_db_id(guild_id))
+                .bind(offset)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        Ok(row.as_ref().map(character_from_row).transpose()?)
+    }
+}
+
+impl Db {
+    /// Renames a character and replaces its class and bio; a name another of the owner's
+    /// characters in the guild already has (ignoring case) is refused with
+    /// [`DbError::CharacterExists`]. `None` when there is no such character.
+    pub async fn update_character_text(
+        &self,
+        id: i64,
+        name: &CharacterName,
+        class: Option<&CharacterClass>,
+        bio: Option<&CharacterBio>,
+    ) -> Result<Option<Character>, DbError> {
+        let name = name.as_str();
+        let result = sqlx::query(&format!(
+            "UPDATE characters SET name = $2, name_key = $3, class = $4, bio = $5, updated_at = $6 \
+             WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(name)
+        .bind(name_key(name))
+        .bind(class.map(CharacterClass::as_str))
+        .bind(bio.map(CharacterBio::as_str))
+        .bind(now_text())
+        .fetch_optional(&self.pool)
+        .await;
+        match result {
+            Ok(row) => Ok(row.as_ref().map(character_from_row).transpose()?),
+            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+                Err(DbError::CharacterExists {
+                    name: name.to_owned(),
+                })
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 }

@@ -27,6 +27,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 pub enum PortraitSource {
     SlashCommand,
     RegistrationMessage,
+    /// A File Upload in one of the bot's forms (modals).
+    Form,
     Migration,
     Cli,
 }
@@ -36,6 +38,7 @@ impl PortraitSource {
         match self {
             PortraitSource::SlashCommand => "slash_command",
             PortraitSource::RegistrationMessage => "registration_message",
+            PortraitSource::Form => "form",
             PortraitSource::Migration => "migration",
             PortraitSource::Cli => "cli",
         }

@@ -1169,7 +1169,8 @@ fn interaction_callback(
                 }
             }
         }
-        // PONG, AUTOCOMPLETE_RESULT, MODAL, …: nothing to show.
+        // PONG, AUTOCOMPLETE_RESULT, MODAL (9: the form is in the recorded call), …: nothing
+        // to show.
         _ => {}
     }
     no_content()
@@ -1856,6 +1857,67 @@ pub fn button_click(
         attachment_size_limit: DEFAULT_ATTACHMENT_SIZE_LIMIT,
         locale: "en-US",
         message: Some(message),
+    })
+}
+
+/// The MODAL_SUBMIT (interaction type 5) Discord sends when `user` fills in `form` — the
+/// `data` of the bot's type 9 callback — in [`GUILD_ID`]/[`CHANNEL_ID`]. Each top-level Label
+/// (type 18) comes back without its `label`/`description`, holding its child's `custom_id`
+/// and either `value` (a Text Input, type 4: the text from `texts`, else the prefilled
+/// `value`, else empty) or `values` (a File Upload, type 19: the ids of `files`, which are
+/// described in `data.resolved.attachments`).
+pub fn modal_submit(
+    form: &Value,
+    user: User,
+    texts: &[(&str, &str)],
+    files: &[&Attachment],
+) -> Value {
+    let mut attachments = Map::new();
+    let components: Vec<Value> = form["components"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(n, label)| {
+            let input = &label["component"];
+            let custom_id = input["custom_id"].as_str().unwrap_or_default();
+            let child = if input["type"] == 19 {
+                for file in files {
+                    attachments.insert(file.id.to_string(), file.to_json());
+                }
+                json!({
+                    "type": 19, "id": 2 * n + 2, "custom_id": custom_id,
+                    "values": files.iter().map(|f| f.id.to_string()).collect::<Vec<_>>(),
+                })
+            } else {
+                let typed = texts
+                    .iter()
+                    .find(|(id, _)| *id == custom_id)
+                    .map(|(_, text)| *text)
+                    .or_else(|| input["value"].as_str())
+                    .unwrap_or_default();
+                json!({ "type": 4, "id": 2 * n + 2, "custom_id": custom_id, "value": typed })
+            };
+            json!({ "type": 18, "id": 2 * n + 1, "component": child })
+        })
+        .collect();
+    let mut data = json!({ "custom_id": form["custom_id"], "components": components });
+    if !attachments.is_empty() {
+        data["resolved"] = json!({ "attachments": attachments });
+    }
+    interaction_json(InteractionParts {
+        kind: 5,
+        id: next_id(),
+        data,
+        guild: Some(GUILD_ID),
+        channel: CHANNEL_ID,
+        user,
+        permissions: permissions::MEMBER,
+        app_permissions: permissions::MEMBER,
+        attachment_size_limit: DEFAULT_ATTACHMENT_SIZE_LIMIT,
+        locale: "en-US",
+        message: None,
     })
 }
 

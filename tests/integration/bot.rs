@@ -271,7 +271,11 @@ async fn the_registration_put_carries_every_command_with_options_descriptions_an
     let register = by_name("register");
     let options = register["options"].as_array().unwrap();
     let option = |name: &str| options.iter().find(|o| o["name"] == name).unwrap().clone();
-    assert_eq!(option("name")["required"], true);
+    assert_eq!(
+        option("name")["required"],
+        false,
+        "without a name /register opens the form"
+    );
     assert_eq!(option("portrait")["type"], 11, "an attachment option");
     assert_eq!(option("portrait")["required"], false);
 
@@ -294,7 +298,7 @@ async fn the_registration_put_carries_every_command_with_options_descriptions_an
         .iter()
         .filter_map(|o| o["name"].as_str())
         .collect();
-    assert_eq!(subcommands, ["list", "show", "delete"]);
+    assert_eq!(subcommands, ["list", "show", "edit", "delete", "gallery"]);
 
     let admin = by_name("admin");
     assert_eq!(admin["default_member_permissions"], "32", "Manage Server");

@@ -11,6 +11,7 @@ mod migration;
 mod ops;
 mod orphans;
 mod pipeline;
+mod player;
 mod prefix;
 mod privacy;
 mod storage;

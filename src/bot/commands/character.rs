@@ -12,11 +12,11 @@ use crate::bot::{BotError, Context};
 /// How long the delete confirmation buttons stay active.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// List, show or delete characters.
+/// List, show, edit, browse or delete characters.
 #[poise::command(
     slash_command,
     guild_only,
-    subcommands("list", "show", "delete"),
+    subcommands("list", "show", "edit", "delete", "gallery"),
     subcommand_required
 )]
 pub async fn character(_ctx: Context<'_>) -> Result<(), BotError> {
@@ -71,6 +71,29 @@ async fn show(
     #[description = "Whose character (yours if left out)"] player: Option<serenity::User>,
 ) -> Result<(), BotError> {
     show_card(ctx, &name, player.as_ref()).await
+}
+
+/// Rename one of your characters or change its class and bio, in a form.
+#[poise::command(slash_command, guild_only)]
+async fn edit(
+    ctx: Context<'_>,
+    #[description = "Which of your characters"]
+    #[autocomplete = "autocomplete_own_character"]
+    character: String,
+) -> Result<(), BotError> {
+    let character = find_character(ctx, ctx.author().id.get(), &character).await?;
+    crate::bot::forms::open_edit(ctx, &character).await
+}
+
+/// Browse this server's characters (or one player's), one card a page.
+#[poise::command(slash_command, guild_only)]
+async fn gallery(
+    ctx: Context<'_>,
+    #[description = "Only this player's characters (everyone's if left out)"] player: Option<
+        serenity::User,
+    >,
+) -> Result<(), BotError> {
+    crate::bot::gallery::open(ctx, guild_id(ctx)?, player.as_ref()).await
 }
 
 /// Delete one of your characters and its portrait. Asks you to confirm first.

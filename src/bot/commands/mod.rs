@@ -5,6 +5,8 @@ mod character;
 mod portrait;
 mod register;
 
+pub(crate) use register::not_created;
+
 use super::{BotError, Context, Data};
 use crate::character::DiscordId;
 use crate::db::Character;
@@ -80,7 +82,7 @@ async fn autocomplete_own_character(ctx: Context<'_>, partial: &str) -> Vec<Stri
 }
 
 /// A Discord id as the domain holds it; Discord's own ids always fit.
-fn discord_id(id: u64) -> Result<DiscordId, BotError> {
+pub(crate) fn discord_id(id: u64) -> Result<DiscordId, BotError> {
     DiscordId::new(id).ok_or_else(|| BotError::player("Discord sent an id this bot cannot store."))
 }
 

@@ -18,15 +18,21 @@ pub async fn portrait(_ctx: Context<'_>) -> Result<(), BotError> {
     Ok(())
 }
 
-/// Give one of your characters a new portrait.
+/// Give one of your characters a new portrait (attach it, or leave it out to get a form).
 #[poise::command(slash_command, guild_only)]
 async fn set(
     ctx: Context<'_>,
     #[description = "Which of your characters"]
     #[autocomplete = "autocomplete_own_character"]
     character: String,
-    #[description = "The new portrait: PNG, JPEG, GIF or WebP"] image: serenity::Attachment,
+    #[description = "The new portrait: PNG, JPEG, GIF or WebP (leave out to get an upload form)"]
+    image: Option<serenity::Attachment>,
 ) -> Result<(), BotError> {
+    let Some(image) = image else {
+        // The form must be the first response: no defer before it.
+        let character = find_character(ctx, ctx.author().id.get(), &character).await?;
+        return crate::bot::forms::open_portrait(ctx, &character).await;
+    };
     ctx.defer_ephemeral().await?;
     let character = find_character(ctx, ctx.author().id.get(), &character).await?;
     let link = AttachmentLink {

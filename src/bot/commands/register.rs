@@ -15,13 +15,13 @@ use crate::portrait::registration::{self, IfExists, RegistrationError};
 use crate::portrait::PortraitSource;
 use crate::units::human_duration;
 
-/// Create a new character. Attach a portrait, or post one when asked.
+/// Create a new character. Leave the name out to fill in a form with an upload field.
 #[poise::command(slash_command, guild_only)]
 pub async fn register(
     ctx: Context<'_>,
-    #[description = "Your character's name"]
+    #[description = "Your character's name (leave out to get a form)"]
     #[max_length = 64]
-    name: String,
+    name: Option<String>,
     #[description = "Class or role, e.g. Ranger"]
     #[max_length = 64]
     class: Option<String>,
@@ -32,6 +32,10 @@ pub async fn register(
         serenity::Attachment,
     >,
 ) -> Result<(), BotError> {
+    let Some(name) = name else {
+        // The form must be the first response: no defer before it.
+        return crate::bot::forms::open_registration(ctx).await;
+    };
     // Answer Discord within its 3 seconds, before any download.
     ctx.defer_ephemeral().await?;
     let data = ctx.data();
@@ -85,7 +89,7 @@ pub async fn register(
 }
 
 /// Why the character was not created, as the player reads it.
-fn not_created(err: DbError) -> BotError {
+pub(crate) fn not_created(err: DbError) -> BotError {
     match err {
         DbError::CharacterExists { name } => BotError::player(format!(
             "You already have a character named `{name}` here. \

@@ -27,6 +27,7 @@ pub struct BotOptions {
     pub admin_user_ids: Vec<u64>,
     pub registration_message_step: bool,
     pub registration_timeout: Duration,
+    pub gallery_timeout: Duration,
     pub max_characters_per_player: u64,
     pub uploads_per_10_minutes: u32,
     /// Store in a local folder served from localhost (the laptop defaults) instead of s3s-fs.
@@ -39,6 +40,7 @@ impl Default for BotOptions {
             admin_user_ids: Vec::new(),
             registration_message_step: true,
             registration_timeout: Duration::from_secs(30),
+            gallery_timeout: Duration::from_secs(300),
             max_characters_per_player: 10,
             uploads_per_10_minutes: 50,
             local_storage: false,
@@ -195,6 +197,7 @@ pub fn bot_settings(discord: &TestDiscord, options: &BotOptions) -> BotSettings 
         admin_user_ids: options.admin_user_ids.clone(),
         registration_message_step: options.registration_message_step,
         registration_timeout: options.registration_timeout,
+        gallery_timeout: options.gallery_timeout,
         max_characters_per_player: options.max_characters_per_player,
         uploads_per_10_minutes: options.uploads_per_10_minutes,
         shutdown_grace: Duration::from_secs(10),
