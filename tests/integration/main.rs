@@ -6,6 +6,8 @@ mod db;
 mod deploy;
 mod discord_harness;
 mod import;
+mod jobs_races;
+mod jobs_streaming;
 mod migration;
 mod orphans;
 mod pipeline;
