@@ -331,7 +331,12 @@ fn prefix_filter(prefixes: &[String], first: usize) -> (String, Vec<(String, i32
         .collect();
     let binds = prefixes
         .iter()
-        .map(|p| (p.clone(), i32::try_from(p.chars().count()).unwrap_or(i32::MAX)))
+        .map(|p| {
+            (
+                p.clone(),
+                i32::try_from(p.chars().count()).unwrap_or(i32::MAX),
+            )
+        })
         .collect();
     (format!("({})", clauses.join(" OR ")), binds)
 }
