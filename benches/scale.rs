@@ -74,7 +74,13 @@ struct Measured {
     peak_mib: f64,
 }
 
+/// Set when this program runs as the small process that starts one job (see [`run_job`]).
+const RUNNER: &str = "PORTRAIT_SCALE_RUNNER";
+
 fn main() {
+    if std::env::var_os(RUNNER).is_some() {
+        return runner();
+    }
     let ns: Vec<u64> = std::env::var("SCALE_NS")
         .unwrap_or_else(|_| DEFAULT_NS.to_owned())
         .split(',')
@@ -156,16 +162,21 @@ fn main() {
     print_table(&results);
 }
 
-/// Runs one job as a child process; returns wall seconds and the child's peak RSS in KiB.
+/// Runs one job; returns wall seconds and the job's peak RSS in KiB.
+///
+/// Linux carries a process's peak RSS across `fork` and `exec` into `ru_maxrss`, so a job
+/// started straight from this (large, after writing the data set) process would report this
+/// process's peak. The job is therefore started by a fresh, small copy of this program (the
+/// runner), whose own peak is a few MiB; the runner reaps the job with `wait4` and prints its
+/// `ru_maxrss`.
 fn run_job(job: &Job, database_url: &str, objects: &Path, dir: &Path) -> (f64, u64) {
     let log = dir.join(format!("{}.log", job.name.replace([' ', '-'], "_")));
     let stderr = std::fs::File::create(&log).expect("log file");
     let started = Instant::now();
-    // Reaped below with `wait4`, which also reports the child's peak RSS.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(BIN)
+    let output = Command::new(std::env::current_exe().expect("this program"))
         .args(job.args)
         .env_clear()
+        .env(RUNNER, "1")
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("DATABASE_URL", database_url)
         .env("APP_ENV", "dev")
@@ -177,8 +188,34 @@ fn run_job(job: &Job, database_url: &str, objects: &Path, dir: &Path) -> (f64, u
         )
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(stderr)
+        .output()
+        .expect("start the runner");
+    let secs = started.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&output.stdout);
+    match text.trim().strip_prefix("maxrss_kib=") {
+        Some(kib) if output.status.success() => (secs, kib.parse().expect("a number")),
+        _ => {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!(
+                "`portrait-bot {}` failed ({}): {text}\n{log}",
+                job.args.join(" "),
+                output.status
+            );
+        }
+    }
+}
+
+/// The runner: starts the release binary with this process's arguments and environment (less
+/// the runner flag), waits for it with `wait4`, and prints `maxrss_kib=N`. Fails if the job did.
+fn runner() {
+    // Reaped below with `wait4`, which also reports the child's peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(BIN)
+        .args(std::env::args_os().skip(1))
+        .env_remove(RUNNER)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .spawn()
         .expect("start the release binary");
     let pid = i32::try_from(child.id()).expect("a pid fits in i32");
@@ -187,17 +224,12 @@ fn run_job(job: &Job, database_url: &str, objects: &Path, dir: &Path) -> (f64, u
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for the child we just spawned, writing into the two locals.
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let secs = started.elapsed().as_secs_f64();
     assert_eq!(waited, pid, "wait4 failed");
-    let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    if !exited_ok {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        panic!(
-            "`portrait-bot {}` failed ({status}):\n{text}",
-            job.args.join(" ")
-        );
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        eprintln!("the job failed (wait status {status})");
+        std::process::exit(1);
     }
-    (secs, u64::try_from(usage.ru_maxrss).unwrap_or(0))
+    println!("maxrss_kib={}", usage.ru_maxrss);
 }
 
 async fn admin_sql(admin_url: &str, sql: &str) {
@@ -355,7 +387,7 @@ fn write_object(root: &Path, key: &str, bytes: &[u8]) {
 
 fn print_table(results: &[Measured]) {
     println!();
-    println!("## Whole-table jobs at scale (release binary, child process; peak RSS = ru_maxrss)");
+    println!("## Whole-table jobs at scale (the portrait-bot binary as a child process; peak RSS = its ru_maxrss)");
     println!();
     println!("| engine | job | N | wall time | × previous N | peak RSS | budget |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | --- |");
