@@ -180,18 +180,30 @@ impl Db {
     /// Shows the default portrait again; returns the character as it was before, so the
     /// caller knows which portrait it let go of.
     pub async fn clear_character_portrait(&self, id: i64) -> Result<Option<Character>, DbError> {
-        // Read, then write: the returned portrait id only feeds reference-checked cleanup,
-        // so a concurrent change between the two cannot cause a wrong deletion.
-        let Some(before) = self.character_by_id(id).await? else {
+        // One transaction, writing first: the portrait returned is the one the row held when
+        // it was cleared, even with an upload to the same character racing this.
+        let mut tx = self.pool.begin().await?;
+        let locked = sqlx::query("UPDATE characters SET updated_at = updated_at WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if locked.rows_affected() == 0 {
+            tx.rollback().await?;
             return Ok(None);
-        };
+        }
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM characters WHERE id = $1"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let before = character_from_row(&row)?;
         sqlx::query(
             "UPDATE characters SET portrait_id = NULL, portrait_url = NULL, updated_at = $2 WHERE id = $1",
         )
         .bind(id)
         .bind(now_text())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(Some(before))
     }
 

@@ -11,7 +11,8 @@ use super::{now_text, Character, Db, DbError};
 pub struct MigrationRun {
     pub id: i64,
     pub dry_run: bool,
-    /// `running`, `completed`, `rolled_back` (a run killed mid-way stays `running`).
+    /// `running`, `completed`, `rolled_back`, or `interrupted` (killed mid-way; marked so when
+    /// the next run takes over its lease, with the counts it had reached).
     pub status: String,
     pub started_by: String,
     pub started_at: String,
@@ -39,6 +40,10 @@ pub const ITEM_ROLLED_BACK: &str = "rolled_back";
 pub const RUN_RUNNING: &str = "running";
 pub const RUN_COMPLETED: &str = "completed";
 pub const RUN_ROLLED_BACK: &str = "rolled_back";
+pub const RUN_INTERRUPTED: &str = "interrupted";
+
+/// Items restored per query in a rollback.
+const ROLLBACK_PAGE: i64 = 500;
 
 const RUN_COLUMNS: &str =
     "id, dry_run, status, started_by, started_at, finished_at, selected, migrated, failed";
@@ -166,14 +171,86 @@ impl Db {
         Ok(rows.iter().map(item_from_row).collect::<Result<_, _>>()?)
     }
 
-    /// Characters showing a URL with no stored object behind it (imported legacy links), by id.
-    pub async fn characters_with_external_portraits(&self) -> Result<Vec<Character>, DbError> {
+    /// Records how many characters a run selected, as soon as it knows, so a run that is
+    /// killed still shows its size.
+    pub async fn set_migration_run_selected(
+        &self,
+        run_id: i64,
+        selected: u64,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE migration_runs SET selected = $2 WHERE id = $1")
+            .bind(run_id)
+            .bind(selected as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks every real run still `running` as `interrupted`, with the counts it really
+    /// reached (from its items), and returns them. Called by a run that has just taken the
+    /// migration lease: only the lease holder runs, so any other `running` run is dead.
+    pub async fn interrupt_abandoned_runs(&self) -> Result<Vec<MigrationRun>, DbError> {
         let rows = sqlx::query(&format!(
-            "SELECT {CHARACTER_COLUMNS} FROM characters \
-             WHERE portrait_id IS NULL AND portrait_url IS NOT NULL ORDER BY id"
+            "UPDATE migration_runs SET status = $1, finished_at = $2, \
+                 migrated = (SELECT COUNT(*) FROM migration_items i \
+                             WHERE i.run_id = migration_runs.id AND i.status = $4), \
+                 failed = (SELECT COUNT(*) FROM migration_items i \
+                           WHERE i.run_id = migration_runs.id AND i.status = $5) \
+             WHERE status = $3 AND dry_run = 0 RETURNING {RUN_COLUMNS}"
         ))
+        .bind(RUN_INTERRUPTED)
+        .bind(now_text())
+        .bind(RUN_RUNNING)
+        .bind(ITEM_MIGRATED)
+        .bind(ITEM_FAILED)
         .fetch_all(&self.pool)
         .await?;
+        Ok(rows.iter().map(run_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// How many characters [`Db::external_portraits_page`] would return in all, counting no
+    /// further than `limit` (so a limited run's count costs no more than its limit).
+    pub async fn count_external_portraits(
+        &self,
+        url_prefixes: &[String],
+        limit: Option<usize>,
+    ) -> Result<u64, DbError> {
+        let (filter, binds) = prefix_filter(url_prefixes, 2);
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT id FROM characters \
+             WHERE portrait_id IS NULL AND portrait_url IS NOT NULL AND {filter} \
+             ORDER BY id LIMIT $1) AS candidates"
+        );
+        let mut query = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX)));
+        for (prefix, length) in binds {
+            query = query.bind(length).bind(prefix);
+        }
+        Ok(query.fetch_one(&self.pool).await?.max(0) as u64)
+    }
+
+    /// Up to `limit` characters showing a URL that starts with one of `url_prefixes` with no
+    /// stored object behind it (imported legacy links), with ids above `after_id`, by id.
+    /// Keyset paging: each page is an index range, whatever the table's size.
+    pub async fn external_portraits_page(
+        &self,
+        url_prefixes: &[String],
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<Character>, DbError> {
+        let (filter, binds) = prefix_filter(url_prefixes, 3);
+        let sql = format!(
+            "SELECT {CHARACTER_COLUMNS} FROM characters \
+             WHERE portrait_id IS NULL AND portrait_url IS NOT NULL AND id > $1 AND {filter} \
+             ORDER BY id LIMIT $2"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(after_id)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        for (prefix, length) in binds {
+            query = query.bind(length).bind(prefix);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
             .map(character_from_row)
@@ -192,29 +269,41 @@ impl Db {
             .bind(RUN_ROLLED_BACK)
             .execute(&mut *tx)
             .await?;
-        let items = sqlx::query(
-            "SELECT run_id, character_id, legacy_url, new_url, status, reason \
-             FROM migration_items WHERE run_id = $1 AND status = $2",
-        )
-        .bind(run_id)
-        .bind(ITEM_MIGRATED)
-        .fetch_all(&mut *tx)
-        .await?;
         let now = now_text();
         let mut restored = 0;
-        for row in &items {
-            let item = item_from_row(row)?;
-            let updated = sqlx::query(
-                "UPDATE characters SET portrait_id = NULL, portrait_url = $2, updated_at = $3 \
-                 WHERE id = $1 AND portrait_url = $4",
+        // A page of items at a time (keyset on the item id), so a run of any size is rolled
+        // back in flat memory, still in one transaction.
+        let mut after_id = 0i64;
+        loop {
+            let items = sqlx::query(
+                "SELECT id, run_id, character_id, legacy_url, new_url, status, reason \
+                 FROM migration_items WHERE run_id = $1 AND status = $2 AND id > $3 \
+                 ORDER BY id LIMIT $4",
             )
-            .bind(item.character_id)
-            .bind(&item.legacy_url)
-            .bind(&now)
-            .bind(&item.new_url)
-            .execute(&mut *tx)
+            .bind(run_id)
+            .bind(ITEM_MIGRATED)
+            .bind(after_id)
+            .bind(ROLLBACK_PAGE)
+            .fetch_all(&mut *tx)
             .await?;
-            restored += updated.rows_affected();
+            let Some(last) = items.last() else {
+                break;
+            };
+            after_id = last.try_get("id")?;
+            for row in &items {
+                let item = item_from_row(row)?;
+                let updated = sqlx::query(
+                    "UPDATE characters SET portrait_id = NULL, portrait_url = $2, updated_at = $3 \
+                     WHERE id = $1 AND portrait_url = $4",
+                )
+                .bind(item.character_id)
+                .bind(&item.legacy_url)
+                .bind(&now)
+                .bind(&item.new_url)
+                .execute(&mut *tx)
+                .await?;
+                restored += updated.rows_affected();
+            }
         }
         sqlx::query("UPDATE migration_items SET status = $3 WHERE run_id = $1 AND status = $2")
             .bind(run_id)
@@ -225,6 +314,31 @@ impl Db {
         tx.commit().await?;
         Ok(restored)
     }
+}
+
+/// `(substr(portrait_url, 1, $n) = $n+1 OR …)` for each prefix, with parameters numbered from
+/// `first`, and the `(prefix, length)` pairs to bind in that order. An exact, case-sensitive
+/// comparison on both engines (`LIKE` is not: SQLite ignores ASCII case). No prefixes: false.
+fn prefix_filter(prefixes: &[String], first: usize) -> (String, Vec<(String, i32)>) {
+    if prefixes.is_empty() {
+        return ("1 = 0".to_owned(), Vec::new());
+    }
+    let clauses: Vec<String> = (0..prefixes.len())
+        .map(|i| {
+            let n = first + 2 * i;
+            format!("substr(portrait_url, 1, ${n}) = ${}", n + 1)
+        })
+        .collect();
+    let binds = prefixes
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                i32::try_from(p.chars().count()).unwrap_or(i32::MAX),
+            )
+        })
+        .collect();
+    (format!("({})", clauses.join(" OR ")), binds)
 }
 
 /// Inside [`Db::attach_portrait`]'s transaction: what a migration run did to the character.

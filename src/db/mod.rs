@@ -21,8 +21,10 @@ use sqlx::{AnyPool, Connection, Executor};
 pub use characters::Character;
 pub use imports::{ImportTarget, ImportTransaction, ImportedCharacter};
 pub use migration_runs::{LeaseHolder, MigrationItem, MigrationRun};
-pub use objects::{KeyReferences, ObjectReferences, RenameOutcome};
-pub use portraits::{NewFallback, NewPortrait, PortraitRecord, Stats};
+pub use objects::{
+    url_file_name, KeyReferences, ObjectReferences, PortraitReference, RenameOutcome,
+};
+pub use portraits::{AttachedPortrait, NewFallback, NewPortrait, PortraitRecord, Stats};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

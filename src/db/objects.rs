@@ -9,15 +9,25 @@ use sqlx::Row;
 
 use super::{now_text, Db, DbError};
 
-/// Every reference from the database to stored objects, read in one pass: the portrait rows'
-/// keys and URLs, and the URLs characters show. Held in memory so a bucket of 100k objects is
-/// compared with hash lookups, not 100k queries.
+/// What references some keys, read through indexes for one page of a listing: the portrait
+/// rows with those keys, and the characters whose URL ends with one of the keys' file names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectReferences {
-    /// `portraits.storage_key` → that row's `public_url`.
-    pub portraits: HashMap<String, String>,
-    /// Each distinct non-null `characters.portrait_url` → how many characters show it.
-    pub character_urls: HashMap<String, u64>,
+    /// `portraits.storage_key` → that row.
+    pub portraits: HashMap<String, PortraitReference>,
+    /// `(id, portrait_url)` of characters whose URL's last path segment (without query string
+    /// or fragment) is one of the file names asked for. A superset: the caller decides which
+    /// URLs really show which key.
+    pub characters: Vec<(i64, String)>,
+}
+
+/// A portrait row, as the object maintenance commands see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortraitReference {
+    pub id: i64,
+    pub public_url: String,
+    /// Whether some character shows this portrait (`characters.portrait_id`).
+    pub in_use: bool,
 }
 
 /// A fresh look at what references one key, taken right before acting on it.
@@ -25,8 +35,10 @@ pub struct ObjectReferences {
 pub struct KeyReferences {
     /// Ids of the portrait rows whose `storage_key` is the key.
     pub portrait_ids: Vec<i64>,
-    /// `(id, portrait_url)` of characters whose URL contains the fragment asked for. A superset
-    /// (SQLite's `LIKE` ignores ASCII case): the caller decides which really point at the key.
+    /// Whether a character shows one of those rows.
+    pub portrait_in_use: bool,
+    /// `(id, portrait_url)` of characters whose URL ends with the key's file name (a superset:
+    /// the caller decides which really point at the key).
     pub characters: Vec<(i64, String)>,
 }
 
@@ -50,59 +62,92 @@ pub struct RenameOutcome {
 }
 
 impl Db {
-    /// Every portrait key and every character URL (see [`ObjectReferences`]). Rows are streamed
-    /// rather than collected first, so memory holds only the maps.
-    pub async fn object_references(&self) -> Result<ObjectReferences, DbError> {
+    /// What references `keys` (see [`ObjectReferences`]): the portrait rows with those keys
+    /// (unique index on `storage_key`) and the characters whose URL's file name is one of
+    /// `file_names` (index on `portrait_file`). Two queries for a whole page of keys.
+    pub async fn object_references(
+        &self,
+        keys: &[&str],
+        file_names: &[&str],
+    ) -> Result<ObjectReferences, DbError> {
         let mut references = ObjectReferences::default();
-
-        let mut rows =
-            sqlx::query("SELECT storage_key, public_url FROM portraits").fetch(&self.pool);
-        while let Some(row) = rows.try_next().await? {
-            references
-                .portraits
-                .insert(row.try_get("storage_key")?, row.try_get("public_url")?);
+        for chunk in keys.chunks(MAX_IN_LIST) {
+            let sql = format!(
+                "SELECT p.id, p.storage_key, p.public_url, \
+                   CAST(CASE WHEN EXISTS (SELECT 1 FROM characters c WHERE c.portrait_id = p.id) \
+                        THEN 1 ELSE 0 END AS BIGINT) AS in_use \
+                 FROM portraits p WHERE p.storage_key IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            let mut rows = query.fetch(&self.pool);
+            while let Some(row) = rows.try_next().await? {
+                references.portraits.insert(
+                    row.try_get("storage_key")?,
+                    PortraitReference {
+                        id: row.try_get("id")?,
+                        public_url: row.try_get("public_url")?,
+                        in_use: row.try_get::<i64, _>("in_use")? != 0,
+                    },
+                );
+            }
         }
-        drop(rows);
-
-        let mut rows =
-            sqlx::query("SELECT portrait_url FROM characters WHERE portrait_url IS NOT NULL")
-                .fetch(&self.pool);
-        while let Some(row) = rows.try_next().await? {
-            let url: String = row.try_get("portrait_url")?;
-            *references.character_urls.entry(url).or_default() += 1;
-        }
+        references.characters = self.characters_by_file_name(file_names).await?;
         Ok(references)
     }
 
-    /// What references `key` right now: portrait rows with that key, and characters whose URL
-    /// contains `url_fragment` (matched literally: `%`, `_` and `\` are escaped).
+    /// `(id, portrait_url)` of characters whose URL's file name is one of `file_names`.
+    async fn characters_by_file_name(
+        &self,
+        file_names: &[&str],
+    ) -> Result<Vec<(i64, String)>, DbError> {
+        let mut characters = Vec::new();
+        let mut names: Vec<&str> = file_names.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        for chunk in names.chunks(MAX_IN_LIST) {
+            let sql = format!(
+                "SELECT id, portrait_url FROM characters WHERE portrait_file IN ({}) ORDER BY id",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for name in chunk {
+                query = query.bind(*name);
+            }
+            let mut rows = query.fetch(&self.pool);
+            while let Some(row) = rows.try_next().await? {
+                characters.push((row.try_get("id")?, row.try_get("portrait_url")?));
+            }
+        }
+        Ok(characters)
+    }
+
+    /// What references `key` right now: portrait rows with that key (and whether a character
+    /// shows one), and characters whose URL's file name is `file_name`.
     pub async fn key_references(
         &self,
         key: &str,
-        url_fragment: &str,
+        file_name: &str,
     ) -> Result<KeyReferences, DbError> {
-        let portrait_ids: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM portraits WHERE storage_key = $1 ORDER BY id")
-                .bind(key)
-                .fetch_all(&self.pool)
-                .await?;
-        // `ESCAPE '\'` is one backslash on both engines (PostgreSQL has standard-conforming
-        // strings on by default since 9.1), so the escaped pattern means the same everywhere.
         let rows = sqlx::query(
-            "SELECT id, portrait_url FROM characters \
-             WHERE portrait_url LIKE $1 ESCAPE '\\' ORDER BY id",
+            "SELECT p.id, \
+               CAST(CASE WHEN EXISTS (SELECT 1 FROM characters c WHERE c.portrait_id = p.id) \
+                    THEN 1 ELSE 0 END AS BIGINT) AS in_use \
+             FROM portraits p WHERE p.storage_key = $1 ORDER BY p.id",
         )
-        .bind(format!("%{}%", escape_like(url_fragment)))
+        .bind(key)
         .fetch_all(&self.pool)
         .await?;
-        let characters = rows
-            .iter()
-            .map(|row| Ok((row.try_get("id")?, row.try_get("portrait_url")?)))
-            .collect::<Result<_, sqlx::Error>>()?;
-        Ok(KeyReferences {
-            portrait_ids,
-            characters,
-        })
+        let mut references = KeyReferences::default();
+        for row in &rows {
+            references.portrait_ids.push(row.try_get("id")?);
+            references.portrait_in_use |= row.try_get::<i64, _>("in_use")? != 0;
+        }
+        references.characters = self.characters_by_file_name(&[file_name]).await?;
+        Ok(references)
     }
 
     /// Points every row that references `old_key` at `new_key`, in one transaction, so no
@@ -193,14 +238,17 @@ impl Db {
             }
         }
 
+        // Found through the `portrait_file` index, then matched exactly.
         let updated = sqlx::query(
             "UPDATE characters SET portrait_url = $1, updated_at = $2 \
-             WHERE portrait_url = $3 OR portrait_url = $4",
+             WHERE portrait_file IN ($5, $6) AND (portrait_url = $3 OR portrait_url = $4)",
         )
         .bind(new_url)
         .bind(now_text())
         .bind(old_url)
         .bind(&old_row_url)
+        .bind(url_file_name(old_url))
+        .bind(url_file_name(&old_row_url))
         .execute(&mut *tx)
         .await?;
         outcome.characters_updated = updated.rows_affected();
@@ -210,17 +258,24 @@ impl Db {
     }
 }
 
-/// Escapes `\`, `%` and `_` so `text` matches only itself inside a `LIKE … ESCAPE '\'`
-/// pattern. Keys are full of `_` (`{hash}_{slug}`), which `LIKE` would take as "any character".
-fn escape_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
+/// The last path segment of `url`, without query string or fragment: exactly what the
+/// generated column `characters.portrait_file` holds for it (migration 0005), so a lookup by
+/// this value finds every character showing `url` through the index.
+pub fn url_file_name(url: &str) -> &str {
+    let path = url.split('#').next().unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Parameters in one `IN (…)` list: far below SQLite's and PostgreSQL's limits.
+const MAX_IN_LIST: usize = 500;
+
+/// `$first, $first+1, …` (`count` of them).
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -228,12 +283,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn like_wildcards_in_keys_are_escaped() {
-        assert_eq!(
-            escape_like("dev/portraits/2026/11/0123_zoe.png"),
-            "dev/portraits/2026/11/0123\\_zoe.png"
-        );
-        assert_eq!(escape_like("100%\\x"), "100\\%\\\\x");
-        assert_eq!(escape_like("plain"), "plain");
+    fn placeholders_are_numbered_from_the_first() {
+        assert_eq!(placeholders(1, 3), "$1, $2, $3");
+        assert_eq!(placeholders(4, 1), "$4");
     }
 }

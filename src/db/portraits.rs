@@ -3,7 +3,19 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::characters::{character_from_row, COLUMNS as CHARACTER_COLUMNS};
 use super::{from_db_id, now_text, to_db_id, Character, Db, DbError};
+
+/// What [`Db::replace_portrait`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedPortrait {
+    pub portrait: PortraitRecord,
+    /// The character as it is now.
+    pub character: Character,
+    /// The portrait the character showed right before, when it was another one: the caller
+    /// releases it (it is deleted when no character uses it any more).
+    pub previous_portrait_id: Option<i64>,
+}
 
 /// A stored object, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,22 +102,52 @@ impl Db {
         new: &NewPortrait<'_>,
         migration_run: Option<i64>,
     ) -> Result<(PortraitRecord, Character), DbError> {
+        let attached = self
+            .replace_portrait(character_id, new, migration_run)
+            .await?;
+        Ok((attached.portrait, attached.character))
+    }
+
+    /// [`Db::attach_portrait`], also returning the portrait the character showed at the moment
+    /// of the change. It is read inside the transaction, after the character's row is locked
+    /// (PostgreSQL: the row lock; SQLite: the database write lock), so of many concurrent
+    /// uploads to one character each learns exactly the portrait it replaced, and every
+    /// replaced portrait can be released.
+    pub async fn replace_portrait(
+        &self,
+        character_id: i64,
+        new: &NewPortrait<'_>,
+        migration_run: Option<i64>,
+    ) -> Result<AttachedPortrait, DbError> {
         let mut tx = self.pool.begin().await?;
-        let portrait = insert_or_get_portrait(&mut tx, new).await?;
-        let updated = sqlx::query(
-            "UPDATE characters SET portrait_id = $2, portrait_url = $3, updated_at = $4 WHERE id = $1",
-        )
-        .bind(character_id)
-        .bind(portrait.id)
-        .bind(&portrait.public_url)
-        .bind(now_text())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
+        // Write first: it locks the character's row (and on SQLite takes the write lock before
+        // anything is read, so the read below cannot be stale).
+        let locked = sqlx::query("UPDATE characters SET updated_at = updated_at WHERE id = $1")
+            .bind(character_id)
+            .execute(&mut *tx)
+            .await?;
+        if locked.rows_affected() == 0 {
             // The character was deleted while its upload was in flight: keep nothing.
             tx.rollback().await?;
             return Err(DbError::CharacterNotFound);
         }
+        let previous_portrait_id: Option<i64> =
+            sqlx::query_scalar("SELECT portrait_id FROM characters WHERE id = $1")
+                .bind(character_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let portrait = insert_or_get_portrait(&mut tx, new).await?;
+        let row = sqlx::query(&format!(
+            "UPDATE characters SET portrait_id = $2, portrait_url = $3, updated_at = $4 \
+             WHERE id = $1 RETURNING {CHARACTER_COLUMNS}"
+        ))
+        .bind(character_id)
+        .bind(portrait.id)
+        .bind(&portrait.public_url)
+        .bind(now_text())
+        .fetch_one(&mut *tx)
+        .await?;
+        let character = character_from_row(&row)?;
         if let (Some(run_id), Some(legacy_url)) = (migration_run, new.legacy_url) {
             super::migration_runs::insert_migrated_item(
                 &mut tx,
@@ -117,11 +159,34 @@ impl Db {
             .await?;
         }
         tx.commit().await?;
-        let character = self
-            .character_by_id(character_id)
-            .await?
-            .ok_or(DbError::CharacterNotFound)?;
-        Ok((portrait, character))
+        let previous_portrait_id = previous_portrait_id.filter(|id| *id != portrait.id);
+        Ok(AttachedPortrait {
+            portrait,
+            character,
+            previous_portrait_id,
+        })
+    }
+
+    /// A stored portrait with exactly these bytes (by SHA-256) whose key starts with
+    /// `key_prefix`, the oldest first: the same image is stored once, whoever uploads it.
+    pub async fn portrait_by_sha256(
+        &self,
+        sha256: &str,
+        key_prefix: &str,
+    ) -> Result<Option<PortraitRecord>, DbError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM portraits WHERE sha256 = $1 ORDER BY id LIMIT 20"
+        ))
+        .bind(sha256)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let record = portrait_from_row(row)?;
+            if record.storage_key.starts_with(key_prefix) {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
     }
 
     /// Records a stored object that no character shows yet (or returns the existing row).

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::db::PortraitRecord;
 use crate::db::{Character, Db, DbError, MigrationRun};
 use crate::discord_api::{DiscordApi, REFRESH_BATCH};
 use crate::fetch::{redacted, Origin};
@@ -20,6 +21,11 @@ use crate::portrait::{IngestError, IngestRequest, PortraitService, PortraitSourc
 
 /// How many items a dry run lists.
 const DRY_RUN_SAMPLE: usize = 10;
+/// Candidates read from the database at a time: memory stays flat however many there are.
+pub const PAGE_SIZE: usize = 500;
+/// Failures kept for the summary; past this they are only counted (each one is recorded in
+/// the run's items, which `/admin migration-status` and the database show).
+const LISTED_FAILURES: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CdnMigrationError {
@@ -76,6 +82,9 @@ pub struct MigrationSummary {
     pub dry_run: bool,
     pub selected: u64,
     pub migrated: u64,
+    /// Characters not migrated.
+    pub failed: u64,
+    /// The failures, in character order (the first thousand; every one is in the run's items).
     pub failures: Vec<Failure>,
     /// Dry run: links whose `ex` time has passed (they will need a refresh).
     pub expired: u64,
@@ -106,16 +115,21 @@ impl std::fmt::Display for MigrationSummary {
         writeln!(
             f,
             "Run {}: {} of {} portraits migrated, {} failed.",
-            self.run_id,
-            self.migrated,
-            self.selected,
-            self.failures.len()
+            self.run_id, self.migrated, self.selected, self.failed
         )?;
         for failure in &self.failures {
             writeln!(
                 f,
                 "  {} (character {}): {} — {}",
                 failure.character_name, failure.character_id, failure.url, failure.reason
+            )?;
+        }
+        if self.failed > self.failures.len() as u64 {
+            writeln!(
+                f,
+                "  … and {} more (every failure is recorded with run {})",
+                self.failed - self.failures.len() as u64,
+                self.run_id
             )?;
         }
         if !self.failures.is_empty() {
@@ -135,6 +149,7 @@ pub struct CdnMigrator {
     portraits: PortraitService,
     discord: Option<DiscordApi>,
     cdn_origins: Vec<Origin>,
+    page_size: usize,
 }
 
 impl CdnMigrator {
@@ -151,33 +166,48 @@ impl CdnMigrator {
             portraits,
             discord,
             cdn_origins,
+            page_size: PAGE_SIZE,
         }
     }
 
-    /// The characters a run would migrate now, in id order.
+    /// Read candidates in pages of `page_size` (the default is [`PAGE_SIZE`]); tests use small
+    /// pages to cross page boundaries.
+    pub fn with_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size.max(1);
+        self
+    }
+
+    /// The characters a run would migrate now, in id order (at most `limit`). Reads the
+    /// database page by page; for tests and small tools, a run never holds them all.
     pub async fn select(&self, limit: Option<usize>) -> Result<Vec<Character>, DbError> {
-        let mut selected: Vec<Character> = self
-            .db
-            .characters_with_external_portraits()
-            .await?
-            .into_iter()
-            .filter(|c| {
-                c.portrait_url
-                    .as_deref()
-                    .is_some_and(|u| self.is_cdn_link(u))
-            })
-            .collect();
-        if let Some(limit) = limit {
-            selected.truncate(limit);
+        let mut selected = Vec::new();
+        let mut pages = self.pages(limit);
+        while let Some(page) = pages.next(&self.db).await? {
+            selected.extend(page);
         }
         Ok(selected)
     }
 
-    fn is_cdn_link(&self, url: &str) -> bool {
-        url::Url::parse(url)
-            .ok()
-            .and_then(|u| Origin::of(&u))
-            .is_some_and(|origin| self.cdn_origins.contains(&origin))
+    /// How many characters a run with `limit` would select: a COUNT, bounded by the limit so
+    /// `--limit K` stays O(K).
+    async fn count(&self, limit: Option<usize>) -> Result<u64, DbError> {
+        self.db
+            .count_external_portraits(&self.url_prefixes(), limit)
+            .await
+    }
+
+    fn pages(&self, limit: Option<usize>) -> Pages {
+        Pages {
+            prefixes: self.url_prefixes(),
+            after_id: 0,
+            remaining: limit.unwrap_or(usize::MAX),
+            page_size: self.page_size,
+        }
+    }
+
+    /// `{origin}/` for every CDN origin: what a Discord CDN link starts with.
+    fn url_prefixes(&self) -> Vec<String> {
+        self.cdn_origins.iter().map(|o| format!("{o}/")).collect()
     }
 
     /// Migrates every selected character (or reports what would happen, for a dry run).
@@ -193,6 +223,20 @@ impl CdnMigrator {
         }
         let holder = lease_holder(&options.started_by);
         self.acquire_lease(&holder).await?;
+        // Holding the lease, no other run can be working: one still `running` was killed.
+        match self.db.interrupt_abandoned_runs().await {
+            Ok(runs) => {
+                for run in runs {
+                    tracing::info!(
+                        run = run.id,
+                        migrated = run.migrated,
+                        failed = run.failed,
+                        "marked a migration run that was killed as interrupted"
+                    );
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not mark killed migration runs"),
+        }
         let (stop_renewing, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let renewer = {
             let db = self.db.clone();
@@ -256,105 +300,53 @@ impl CdnMigrator {
             .db
             .start_migration_run(options.dry_run, &options.started_by)
             .await?;
-        let selected = self.select(options.limit).await?;
-        let total = selected.len() as u64;
+        let total = self.count(options.limit).await?;
+        self.db.set_migration_run_selected(run.id, total).await?;
         on_progress(Progress {
             total,
             ..Progress::default()
         });
+        // The COUNT bounds the run: characters added meanwhile wait for the next one.
+        let mut pages = self.pages(Some(total.try_into().unwrap_or(usize::MAX)));
 
         if options.dry_run {
-            let expired = selected
-                .iter()
-                .filter(|c| c.portrait_url.as_deref().is_some_and(link_has_expired))
-                .count() as u64;
-            let sample = selected
-                .iter()
-                .take(DRY_RUN_SAMPLE)
-                .map(|c| format!("{}: {}", c.name, shown_link(c)))
-                .collect();
-            self.db.finish_migration_run(run.id, total, 0, 0).await?;
+            let (mut selected, mut expired, mut sample) = (0u64, 0u64, Vec::new());
+            while let Some(page) = pages.next(&self.db).await? {
+                selected += page.len() as u64;
+                for character in &page {
+                    if character
+                        .portrait_url
+                        .as_deref()
+                        .is_some_and(link_has_expired)
+                    {
+                        expired += 1;
+                    }
+                    if sample.len() < DRY_RUN_SAMPLE {
+                        sample.push(format!("{}: {}", character.name, shown_link(character)));
+                    }
+                }
+            }
+            self.db.finish_migration_run(run.id, selected, 0, 0).await?;
             return Ok(MigrationSummary {
                 run_id: run.id,
                 dry_run: true,
-                selected: total,
+                selected,
                 migrated: 0,
+                failed: 0,
                 failures: Vec::new(),
                 expired,
                 sample,
             });
         }
 
-        // Links whose signature has visibly expired are refreshed up front, in batches.
-        let expired: Vec<String> = selected
-            .iter()
-            .filter_map(|c| c.portrait_url.clone())
-            .filter(|u| link_has_expired(u))
-            .collect();
-        let mut fresh_links = self.refresh(&expired).await;
-
         let counters = Counters::new(total, self.portraits.metrics().clone());
-        let retry_after_refresh = Mutex::new(Vec::new());
         let failures = Mutex::new(Vec::new());
-        futures::stream::iter(&selected)
-            .for_each_concurrent(options.concurrency.max(1), |character| {
-                let counters = &counters;
-                let fresh_links = &fresh_links;
-                let retry_after_refresh = &retry_after_refresh;
-                let failures = &failures;
-                let run = &run;
-                async move {
-                    let legacy = character.portrait_url.clone().unwrap_or_default();
-                    let link = fresh_links.get(&legacy).cloned().unwrap_or(legacy.clone());
-                    match self.migrate_one(run, character, &legacy, &link).await {
-                        Ok(()) => counters.migrated(on_progress),
-                        Err(err)
-                            if is_gone(&err)
-                                && self.discord.is_some()
-                                && !fresh_links.contains_key(&legacy) =>
-                        {
-                            // Try again after refreshing the link with Discord, in a batch.
-                            retry_after_refresh.lock().unwrap().push(character);
-                        }
-                        Err(err) => {
-                            self.record_failure(run, character, &legacy, &err, failures)
-                                .await;
-                            counters.failed(on_progress);
-                        }
-                    }
-                }
-            })
-            .await;
-
-        let second_chance = retry_after_refresh.into_inner().unwrap();
-        let links: Vec<String> = second_chance
-            .iter()
-            .filter_map(|c| c.portrait_url.clone())
-            .collect();
-        fresh_links.extend(self.refresh(&links).await);
-        futures::stream::iter(second_chance)
-            .for_each_concurrent(options.concurrency.max(1), |character| {
-                let counters = &counters;
-                let fresh_links = &fresh_links;
-                let failures = &failures;
-                let run = &run;
-                async move {
-                    let legacy = character.portrait_url.clone().unwrap_or_default();
-                    let result = match fresh_links.get(&legacy) {
-                        Some(link) => self.migrate_one(run, character, &legacy, link).await,
-                        None => self.migrate_one(run, character, &legacy, &legacy).await,
-                    };
-                    match result {
-                        Ok(()) => counters.migrated(on_progress),
-                        Err(err) => {
-                            self.record_failure(run, character, &legacy, &err, failures)
-                                .await;
-                            counters.failed(on_progress);
-                        }
-                    }
-                }
-            })
-            .await;
+        let mut expired = 0;
+        while let Some(page) = pages.next(&self.db).await? {
+            expired += self
+                .migrate_page(&run, &page, options, &counters, &failures, on_progress)
+                .await;
+        }
 
         let progress = counters.snapshot();
         self.db
@@ -367,10 +359,160 @@ impl CdnMigrator {
             dry_run: false,
             selected: total,
             migrated: progress.migrated,
+            failed: progress.failed,
             failures,
-            expired: expired.len() as u64,
+            expired,
             sample: Vec::new(),
         })
+    }
+
+    /// Migrates one page of candidates; returns how many of their links had visibly expired.
+    ///
+    /// Characters sharing a link are one group: the first is downloaded and stored, the others
+    /// are given the same portrait, so a link shared by six characters is fetched once and
+    /// stored once.
+    async fn migrate_page(
+        &self,
+        run: &MigrationRun,
+        page: &[Character],
+        options: &MigrateOptions,
+        counters: &Counters,
+        failures: &Mutex<Vec<Failure>>,
+        on_progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> u64 {
+        let groups = group_by_link(page);
+
+        // Links whose signature has visibly expired are refreshed up front, in batches.
+        let expired: Vec<String> = groups
+            .iter()
+            .map(|g| g.link.clone())
+            .filter(|u| link_has_expired(u))
+            .collect();
+        let mut refresh = self.refresh(&expired).await;
+
+        let retry_after_refresh = Mutex::new(Vec::new());
+        futures::stream::iter(&groups)
+            .for_each_concurrent(options.concurrency.max(1), |group| {
+                let refresh = &refresh;
+                let retry_after_refresh = &retry_after_refresh;
+                async move {
+                    let link = refresh.fresh.get(&group.link).unwrap_or(&group.link);
+                    match self
+                        .migrate_group(run, group, link, counters, failures, on_progress)
+                        .await
+                    {
+                        Ok(()) => {}
+                        Err(err)
+                            if is_gone(&err)
+                                && self.discord.is_some()
+                                && !refresh.fresh.contains_key(&group.link) =>
+                        {
+                            // Try again after refreshing the link with Discord, in a batch.
+                            retry_after_refresh.lock().unwrap().push(group);
+                        }
+                        Err(err) => {
+                            let reason = match refresh.failed.get(&group.link) {
+                                Some(why) if is_gone(&err) => not_refreshed(why),
+                                _ => failure_reason(&err, self.discord.is_some()),
+                            };
+                            self.fail_group(run, group, &reason, counters, failures, on_progress)
+                                .await;
+                        }
+                    }
+                }
+            })
+            .await;
+
+        let second_chance = retry_after_refresh.into_inner().unwrap();
+        let links: Vec<String> = second_chance.iter().map(|g| g.link.clone()).collect();
+        let again = self.refresh(&links).await;
+        refresh.fresh.extend(again.fresh);
+        refresh.failed.extend(again.failed);
+        futures::stream::iter(second_chance)
+            .for_each_concurrent(options.concurrency.max(1), |group| {
+                let refresh = &refresh;
+                async move {
+                    if let Some(why) = refresh.failed.get(&group.link) {
+                        // The refresh itself failed: the link may well be fine once refreshed.
+                        let reason = not_refreshed(why);
+                        self.fail_group(run, group, &reason, counters, failures, on_progress)
+                            .await;
+                        return;
+                    }
+                    let link = refresh.fresh.get(&group.link).unwrap_or(&group.link);
+                    if let Err(err) = self
+                        .migrate_group(run, group, link, counters, failures, on_progress)
+                        .await
+                    {
+                        let reason = failure_reason(&err, self.discord.is_some());
+                        self.fail_group(run, group, &reason, counters, failures, on_progress)
+                            .await;
+                    }
+                }
+            })
+            .await;
+        groups
+            .iter()
+            .filter(|g| link_has_expired(&g.link))
+            .map(|g| g.characters.len() as u64)
+            .sum()
+    }
+
+    /// Migrates the group's first character from `link`, then shares its portrait with the
+    /// others. An error means the first one failed and nothing changed for the group.
+    async fn migrate_group(
+        &self,
+        run: &MigrationRun,
+        group: &LinkGroup<'_>,
+        link: &str,
+        counters: &Counters,
+        failures: &Mutex<Vec<Failure>>,
+        on_progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<(), IngestError> {
+        let (first, others) = group
+            .characters
+            .split_first()
+            .expect("groups are not empty");
+        let record = self.migrate_one(run, first, &group.link, link).await?;
+        counters.migrated(on_progress);
+        for character in others {
+            let request = migration_request(run, character, &group.link);
+            let shared = match self.portraits.share_portrait(&record, &request).await {
+                Ok(_) => Ok(()),
+                // The object vanished: store it again from the link.
+                Err(IngestError::Storage(_)) => self
+                    .migrate_one(run, character, &group.link, link)
+                    .await
+                    .map(|_| ()),
+                Err(err) => Err(err),
+            };
+            match shared {
+                Ok(()) => counters.migrated(on_progress),
+                Err(err) => {
+                    let reason = failure_reason(&err, self.discord.is_some());
+                    self.record_failure(run, character, &group.link, &reason, failures)
+                        .await;
+                    counters.failed(on_progress);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_group(
+        &self,
+        run: &MigrationRun,
+        group: &LinkGroup<'_>,
+        reason: &str,
+        counters: &Counters,
+        failures: &Mutex<Vec<Failure>>,
+        on_progress: &(dyn Fn(Progress) + Send + Sync),
+    ) {
+        for character in &group.characters {
+            self.record_failure(run, character, &group.link, reason, failures)
+                .await;
+            counters.failed(on_progress);
+        }
     }
 
     async fn migrate_one(
@@ -379,19 +521,16 @@ impl CdnMigrator {
         character: &Character,
         legacy: &str,
         link: &str,
-    ) -> Result<(), IngestError> {
-        let request = IngestRequest {
-            character,
-            uploader_id: character.owner_id,
-            source: PortraitSource::Migration,
-            legacy_url: Some(legacy),
-            migration_run: Some(run.id),
-        };
+    ) -> Result<PortraitRecord, IngestError> {
+        let request = migration_request(run, character, legacy);
         let upload = Upload::Url {
             url: link.to_owned(),
             declared_size: None,
         };
-        self.portraits.ingest(upload, &request).await.map(|_| ())
+        self.portraits
+            .ingest(upload, &request)
+            .await
+            .map(|stored| stored.record)
     }
 
     async fn record_failure(
@@ -399,40 +538,48 @@ impl CdnMigrator {
         run: &MigrationRun,
         character: &Character,
         legacy: &str,
-        err: &IngestError,
+        reason: &str,
         failures: &Mutex<Vec<Failure>>,
     ) {
-        let reason = failure_reason(err, self.discord.is_some());
         tracing::info!(character_id = character.id, %reason, "portrait not migrated");
         if let Err(db_err) = self
             .db
-            .record_migration_failure(run.id, character.id, legacy, &reason)
+            .record_migration_failure(run.id, character.id, legacy, reason)
             .await
         {
             tracing::error!(error = %db_err, "could not record a migration failure");
         }
-        failures.lock().unwrap().push(Failure {
-            character_id: character.id,
-            character_name: character.name.clone(),
-            url: shown_link(character),
-            reason,
-        });
+        let mut failures = failures.lock().unwrap();
+        if failures.len() < LISTED_FAILURES {
+            failures.push(Failure {
+                character_id: character.id,
+                character_name: character.name.clone(),
+                url: shown_link(character),
+                reason: reason.to_owned(),
+            });
+        }
     }
 
     /// Fresh links for expired ones, in batches of at most 50. Best effort: the endpoint is
-    /// undocumented, so a failure leaves the links as they were.
-    async fn refresh(&self, links: &[String]) -> HashMap<String, String> {
-        let mut fresh = HashMap::new();
+    /// undocumented, so a failed call leaves its links as they were, and says why.
+    async fn refresh(&self, links: &[String]) -> Refreshed {
+        let mut refreshed = Refreshed::default();
         let Some(discord) = &self.discord else {
-            return fresh;
+            return refreshed;
         };
         for batch in links.chunks(REFRESH_BATCH) {
             match discord.refresh_urls(batch).await {
-                Ok(refreshed) => fresh.extend(refreshed),
-                Err(err) => tracing::warn!(error = %err, "could not refresh expired links"),
+                Ok(fresh) => refreshed.fresh.extend(fresh),
+                Err(err) => {
+                    tracing::warn!(error = %err, links = batch.len(), "could not refresh expired links");
+                    let why = err.to_string();
+                    refreshed
+                        .failed
+                        .extend(batch.iter().map(|link| (link.clone(), why.clone())));
+                }
             }
         }
-        fresh
+        refreshed
     }
 
     /// Restores the legacy URLs the run replaced; returns how many characters were restored.
@@ -446,6 +593,84 @@ impl CdnMigrator {
             return Err(CdnMigrationError::DryRunRollback(run_id));
         }
         Ok(self.db.rollback_migration_run(run_id).await?)
+    }
+}
+
+/// What [`CdnMigrator::refresh`] got: fresh links, and the links whose refresh call failed
+/// (Discord error or timeout) with the reason.
+#[derive(Default)]
+struct Refreshed {
+    fresh: HashMap<String, String>,
+    failed: HashMap<String, String>,
+}
+
+/// Characters of one page that show the same link.
+struct LinkGroup<'a> {
+    link: String,
+    characters: Vec<&'a Character>,
+}
+
+/// The page's characters grouped by link, groups in the order of their first character.
+fn group_by_link(page: &[Character]) -> Vec<LinkGroup<'_>> {
+    let mut groups: Vec<LinkGroup<'_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for character in page {
+        let link = character.portrait_url.as_deref().unwrap_or_default();
+        match index.get(link) {
+            Some(&i) => groups[i].characters.push(character),
+            None => {
+                index.insert(link, groups.len());
+                groups.push(LinkGroup {
+                    link: link.to_owned(),
+                    characters: vec![character],
+                });
+            }
+        }
+    }
+    groups
+}
+
+fn migration_request<'a>(
+    run: &MigrationRun,
+    character: &'a Character,
+    legacy: &'a str,
+) -> IngestRequest<'a> {
+    IngestRequest {
+        character,
+        uploader_id: character.owner_id,
+        source: PortraitSource::Migration,
+        legacy_url: Some(legacy),
+        migration_run: Some(run.id),
+    }
+}
+
+/// Candidate pages, by id (keyset paging), until `remaining` characters have been read.
+struct Pages {
+    prefixes: Vec<String>,
+    after_id: i64,
+    remaining: usize,
+    page_size: usize,
+}
+
+impl Pages {
+    async fn next(&mut self, db: &Db) -> Result<Option<Vec<Character>>, DbError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let page = db
+            .external_portraits_page(
+                &self.prefixes,
+                self.after_id,
+                self.page_size.min(self.remaining),
+            )
+            .await?;
+        let Some(last) = page.last() else {
+            self.remaining = 0;
+            return Ok(None);
+        };
+        self.after_id = last.id;
+        self.remaining -= page.len();
+        Ok(Some(page))
     }
 }
 
@@ -537,6 +762,14 @@ fn holder_died_here(holder: &str) -> bool {
 
 fn is_gone(err: &IngestError) -> bool {
     matches!(err, IngestError::Download(fetch) if fetch.is_gone())
+}
+
+/// The reason for a link whose refresh call failed: not known to be gone, retried next run.
+fn not_refreshed(why: &str) -> String {
+    format!(
+        "not refreshed: the link has expired and Discord's link refresh failed ({why}); \
+         it will be retried when the migration runs again"
+    )
 }
 
 fn failure_reason(err: &IngestError, can_refresh: bool) -> String {

@@ -1,29 +1,37 @@
 //! Orphan cleanup: objects under the environment prefix that no database row references.
 //!
-//! Objects become orphans when a row is removed but deleting its object failed, or when an
-//! upload stored its object but never got to write its row. A dry run only lists them; an
-//! executed run deletes them, checking each one again right before deleting it.
+//! Objects become orphans when a row is removed but deleting its object failed, when an upload
+//! stored its object but never got to write its row, or when no character uses a portrait row
+//! any more (its row is then an orphan too, and goes with the object). A dry run only lists
+//! them; an executed run deletes them, checking each one again right before deleting it.
+//!
+//! The bucket is listed page by page and each page is checked against the database through
+//! indexes (the portrait row by key, its use by `characters.portrait_id`, character URLs by
+//! file name), so memory holds one page plus the orphans found.
 //!
 //! Two guards keep a live portrait from ever being deleted. The age guard: an upload writes
 //! its object first and its row just after, so an object younger than `older_than` may be
 //! one whose row is on its way, and is left alone. The re-check: right before each delete the
 //! object's age and references are read again, so a row written since the listing saves it.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt};
 
-use super::prefix::{
-    count, env_segment, list, url_refers_to, KeyFailure, MigrationError, UrlIndex,
+use super::bucket::{
+    count, env_segment, page_references, KeyFailure, Listing, MigrationError, LIST_PAGE_SIZE,
 };
 use crate::db::Db;
-use crate::storage::{encode_key_path, ListedObject, Store};
+use crate::storage::{ListedObject, Store};
 use crate::units::human_bytes;
 
 /// Objects checked and deleted at once.
 const DELETE_CONCURRENCY: usize = 4;
+/// Orphans re-checked against the database in one pair of queries before being deleted.
+const DELETE_BATCH: usize = 500;
 
 /// What [`cleanup_orphans`] found, and what it deleted when executed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +44,7 @@ pub struct OrphanReport {
     pub executed: bool,
     /// Objects under `{env}/`.
     pub scanned: u64,
-    /// Of those, objects a portrait row or a character's URL references.
+    /// Of those, objects a character shows (through its portrait row or its URL).
     pub referenced: u64,
     /// Of those, unreferenced objects left alone because they are younger than `older_than`
     /// (or their age is unknown): possibly uploads whose row is about to be written.
@@ -44,6 +52,9 @@ pub struct OrphanReport {
     /// The orphans found: under `{env}/`, unreferenced, old enough; in key order. A dry run
     /// would delete exactly these.
     pub orphans: Vec<ListedObject>,
+    /// Orphans that have a portrait row no character uses, by key → the row's id: the row is
+    /// deleted with the object.
+    pub unused_rows: BTreeMap<String, i64>,
     /// Orphans deleted, in key order (empty in a dry run).
     pub deleted: Vec<ListedObject>,
     /// Orphans the re-check right before deleting saved (referenced or modified since the
@@ -157,59 +168,72 @@ pub async fn cleanup_orphans(
     }
 }
 
-/// Lists every object under `{env_prefix}/` and returns those that no portrait row's key and
-/// no character's URL references and that were last modified at least `older_than` ago.
-/// Changes nothing.
+/// Lists every object under `{env_prefix}/` and returns those that no character shows (through
+/// a portrait row or its URL) and that were last modified at least `older_than` ago. Changes
+/// nothing.
 pub async fn find_orphans(
     db: &Db,
     store: &Store,
     env_prefix: &str,
     older_than: Duration,
 ) -> Result<OrphanReport, MigrationError> {
-    let env = env_segment(env_prefix)?;
-    // List before reading the database: a row written for a listed object is then seen. In the
-    // other order, an object stored and recorded between the two reads would look unreferenced.
-    let listing = list(store, &format!("{env}/")).await?;
-    let references = db.object_references().await?;
-    let urls = UrlIndex::new(references.character_urls.keys());
-    let now = Utc::now();
+    find_orphans_paged(db, store, env_prefix, older_than, LIST_PAGE_SIZE).await
+}
 
+/// [`find_orphans`], listing `page_size` objects at a time (tests use small pages).
+pub async fn find_orphans_paged(
+    db: &Db,
+    store: &Store,
+    env_prefix: &str,
+    older_than: Duration,
+    page_size: usize,
+) -> Result<OrphanReport, MigrationError> {
+    let env = env_segment(env_prefix)?;
+    let now = Utc::now();
     let mut report = OrphanReport {
         env_prefix: env.to_owned(),
         older_than,
         executed: false,
-        scanned: listing.len() as u64,
+        scanned: 0,
         referenced: 0,
         too_young: 0,
         orphans: Vec::new(),
+        unused_rows: BTreeMap::new(),
         deleted: Vec::new(),
         kept: Vec::new(),
         failures: Vec::new(),
     };
-    for object in listing {
-        let referenced = references.portraits.contains_key(&object.key)
-            || urls.referring(&object.key, store).next().is_some();
-        if referenced {
-            report.referenced += 1;
-        } else if !old_enough(object.last_modified, older_than, now) {
-            report.too_young += 1;
-        } else {
-            report.orphans.push(object);
+    let mut listing = Listing::new(store, &format!("{env}/"), page_size);
+    while let Some(page) = listing.next_page().await? {
+        // List before reading the database: a row written for a listed object is then seen. In
+        // the other order, an object stored and recorded between the two reads would look
+        // unreferenced.
+        let keys: Vec<&str> = page.iter().map(|o| o.key.as_str()).collect();
+        let mut references = page_references(db, store, &keys).await?;
+        report.scanned += page.len() as u64;
+        for object in page {
+            let refs = references.remove(&object.key).unwrap_or_default();
+            if refs.shown() {
+                report.referenced += 1;
+            } else if !old_enough(object.last_modified, older_than, now) {
+                report.too_young += 1;
+            } else {
+                if let Some(row) = refs.portrait {
+                    report.unused_rows.insert(object.key.clone(), row.id);
+                }
+                report.orphans.push(object);
+            }
         }
     }
-    report.orphans.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(report)
 }
 
-/// Deletes the orphans of a report from [`find_orphans`], each only after checking again,
-/// right before deleting it, that it is still old enough and that no portrait row or
-/// character URL references it. Objects that fail the check are listed in
-/// [`OrphanReport::kept`]; errors in [`OrphanReport::failures`].
 /// Takes `key` off the list of orphans (it is kept, with `reason`): for objects the
 /// configuration points at that no row references, such as a default portrait in the bucket.
 pub fn spare(report: &mut OrphanReport, key: &str, reason: &str) {
     let before = report.orphans.len();
     report.orphans.retain(|object| object.key != key);
+    report.unused_rows.remove(key);
     if report.orphans.len() < before {
         report.kept.push(KeyFailure {
             key: key.to_owned(),
@@ -218,34 +242,33 @@ pub fn spare(report: &mut OrphanReport, key: &str, reason: &str) {
     }
 }
 
+/// Deletes the orphans of a report from [`find_orphans`], each only after checking again,
+/// right before deleting it, that it is still old enough and that no character shows it
+/// (through a portrait row or its URL); an unused portrait row is deleted with its object. Objects that fail the check are listed in
+/// [`OrphanReport::kept`]; errors in [`OrphanReport::failures`].
 pub async fn delete_orphans(db: &Db, store: &Store, mut report: OrphanReport) -> OrphanReport {
     report.executed = true;
     let prefix = format!("{}/", report.env_prefix);
     let older_than = report.older_than;
-    let outcomes: Vec<(ListedObject, Outcome)> = stream::iter(report.orphans.clone())
-        .map(|object| {
-            let prefix = &prefix;
-            async move {
-                let outcome = delete_one(db, store, prefix, &object, older_than).await;
-                (object, outcome)
+    let orphans = std::mem::take(&mut report.orphans);
+    for batch in orphans.chunks(DELETE_BATCH) {
+        let outcomes =
+            delete_batch(db, store, &prefix, batch, &report.unused_rows, older_than).await;
+        for (object, outcome) in batch.iter().zip(outcomes) {
+            match outcome {
+                Outcome::Deleted => report.deleted.push(object.clone()),
+                Outcome::Kept(reason) => report.kept.push(KeyFailure {
+                    key: object.key.clone(),
+                    reason,
+                }),
+                Outcome::Failed(reason) => report.failures.push(KeyFailure {
+                    key: object.key.clone(),
+                    reason,
+                }),
             }
-        })
-        .buffer_unordered(DELETE_CONCURRENCY)
-        .collect()
-        .await;
-    for (object, outcome) in outcomes {
-        match outcome {
-            Outcome::Deleted => report.deleted.push(object),
-            Outcome::Kept(reason) => report.kept.push(KeyFailure {
-                key: object.key,
-                reason,
-            }),
-            Outcome::Failed(reason) => report.failures.push(KeyFailure {
-                key: object.key,
-                reason,
-            }),
         }
     }
+    report.orphans = orphans;
     report.deleted.sort_by(|a, b| a.key.cmp(&b.key));
     report.kept.sort_by(|a, b| a.key.cmp(&b.key));
     report.failures.sort_by(|a, b| a.key.cmp(&b.key));
@@ -258,45 +281,110 @@ enum Outcome {
     Failed(String),
 }
 
-async fn delete_one(
+/// Checks a batch of orphans again (each object's age, then what references them, in two
+/// queries for the batch) and deletes those still orphaned: first an unused portrait row (only
+/// if still unused, in one statement), then the object. One outcome per object, in order.
+async fn delete_batch(
     db: &Db,
+    store: &Store,
+    prefix: &str,
+    batch: &[ListedObject],
+    unused_rows: &BTreeMap<String, i64>,
+    older_than: Duration,
+) -> Vec<Outcome> {
+    // 1. Still there, and still old enough?
+    let checked: Vec<Option<Outcome>> = stream::iter(batch)
+        .map(|object| async move { check_object(store, prefix, object, older_than).await })
+        .buffered(DELETE_CONCURRENCY)
+        .collect()
+        .await;
+    // 2. Still unreferenced?
+    let keys: Vec<&str> = batch
+        .iter()
+        .zip(&checked)
+        .filter(|(_, outcome)| outcome.is_none())
+        .map(|(object, _)| object.key.as_str())
+        .collect();
+    let references = match page_references(db, store, &keys).await {
+        Ok(references) => references,
+        Err(err) => {
+            let reason = format!("could not check its references: {err}");
+            return checked
+                .into_iter()
+                .map(|outcome| outcome.unwrap_or_else(|| Outcome::Failed(reason.clone())))
+                .collect();
+        }
+    };
+    // 3. Delete.
+    let references = &references;
+    stream::iter(batch.iter().zip(checked))
+        .map(|(object, outcome)| async move {
+            match outcome {
+                Some(outcome) => outcome,
+                None => delete_one(db, store, object, references, unused_rows).await,
+            }
+        })
+        .buffered(DELETE_CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// `Some(outcome)` when the object must not be deleted: outside the prefix, gone, or written
+/// again since the listing.
+async fn check_object(
     store: &Store,
     prefix: &str,
     object: &ListedObject,
     older_than: Duration,
-) -> Outcome {
+) -> Option<Outcome> {
     let key = object.key.as_str();
     // The report's fields are public: refuse anything a caller put there that this
     // environment's cleanup would never have listed.
     if !key.starts_with(prefix) {
-        return Outcome::Failed(format!(
+        return Some(Outcome::Failed(format!(
             "not under `{prefix}`; never deleted by this cleanup"
-        ));
+        )));
     }
     match store.head(key).await {
-        Ok(None) => return Outcome::Kept("it no longer exists".into()),
+        Ok(None) => Some(Outcome::Kept("it no longer exists".into())),
         Ok(Some(info)) if !old_enough(info.last_modified, older_than, Utc::now()) => {
-            return Outcome::Kept(format!(
+            Some(Outcome::Kept(format!(
                 "it was written again within the last {}",
                 format_age(older_than)
-            ))
+            )))
         }
-        Ok(Some(_)) => {}
-        Err(err) => return Outcome::Failed(format!("could not check it again: {err}")),
+        Ok(Some(_)) => None,
+        Err(err) => Some(Outcome::Failed(format!("could not check it again: {err}"))),
     }
-    let references = match db.key_references(key, &encode_key_path(key)).await {
-        Ok(references) => references,
-        Err(err) => return Outcome::Failed(format!("could not check its references: {err}")),
-    };
-    if references.has_portrait_row() {
-        return Outcome::Kept("a portrait row references it now".into());
-    }
-    if let Some((id, url)) = references
-        .characters
-        .iter()
-        .find(|(_, url)| url_refers_to(url, key, store))
-    {
+}
+
+async fn delete_one(
+    db: &Db,
+    store: &Store,
+    object: &ListedObject,
+    references: &HashMap<String, super::bucket::References>,
+    unused_rows: &BTreeMap<String, i64>,
+) -> Outcome {
+    let key = object.key.as_str();
+    let refs = references.get(key).cloned().unwrap_or_default();
+    if let Some((id, url)) = refs.characters.first() {
         return Outcome::Kept(format!("character #{id} shows it now ({url})"));
+    }
+    if let Some(row) = &refs.portrait {
+        if row.in_use {
+            return Outcome::Kept(format!("a character shows portrait #{} now", row.id));
+        }
+        if unused_rows.get(key) != Some(&row.id) {
+            // Not the unused row the listing found: written since, by an upload in progress.
+            return Outcome::Kept("a portrait row references it now".into());
+        }
+        match db.delete_portrait_if_unreferenced(row.id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Outcome::Kept(format!("a character shows portrait #{} now", row.id))
+            }
+            Err(err) => return Outcome::Failed(format!("could not delete its row: {err}")),
+        }
     }
     match store.delete(key).await {
         Ok(()) => {
@@ -450,6 +538,7 @@ mod tests {
             referenced: 3,
             too_young: 1,
             orphans: vec![orphan.clone()],
+            unused_rows: BTreeMap::new(),
             deleted: vec![],
             kept: vec![],
             failures: vec![],

@@ -7,55 +7,26 @@
 //! already holds a copy of the same size is not copied again, renaming rows that were already
 //! renamed changes nothing, and the source is deleted once nothing references it.
 //!
-//! Also home to what [`super::orphans`] shares with it: [`MigrationError`], [`KeyFailure`],
-//! and the rule deciding whether a URL shows a given object.
+//! The bucket is listed page by page, and each page's references are read through indexes, so
+//! memory holds one page of objects (plus the report), however large the bucket.
 
 use std::collections::HashMap;
 use std::fmt;
 
 use futures::{stream, StreamExt};
 
-use crate::db::{Db, DbError, ObjectReferences};
-use crate::storage::{encode_key_path, StorageError, Store, MAX_KEY_BYTES};
+use super::bucket::{
+    count, env_segment, has_env_prefix, key_file_name, page_references, url_refers_to, Listing,
+    References, LIST_PAGE_SIZE,
+};
+pub use super::bucket::{KeyFailure, MigrationError, ENVIRONMENTS};
+use crate::db::Db;
+use crate::storage::{Store, MAX_KEY_BYTES};
 use crate::units::human_bytes;
-
-/// The environment prefixes. An object under any of them belongs to that environment and is
-/// never moved by [`migrate_prefix`], whichever environment runs it.
-pub const ENVIRONMENTS: [&str; 2] = ["dev", "prod"];
 
 /// Objects moved at once. Each move is a few requests plus one short transaction; a handful in
 /// flight hides request latency without making SQLite writers queue for long.
 const MOVE_CONCURRENCY: usize = 4;
-
-/// Why a prefix migration or orphan cleanup could not run at all. Problems with single objects
-/// do not stop a run: they are reported as [`KeyFailure`]s.
-#[derive(Debug, thiserror::Error)]
-pub enum MigrationError {
-    /// The environment prefix is not one of [`ENVIRONMENTS`].
-    #[error("`{0}` is not an environment prefix: use `dev` or `prod` (APP_ENV)")]
-    InvalidEnvPrefix(String),
-    /// The bucket (or local folder) could not be listed.
-    #[error("could not list the objects in {store}: {source}")]
-    Listing {
-        /// [`Store::describe`] of the store.
-        store: String,
-        /// What the store said.
-        #[source]
-        source: StorageError,
-    },
-    /// The database could not be read.
-    #[error("could not read the database: {0}")]
-    Database(#[from] DbError),
-}
-
-/// An object a run did not handle, and why, in words an operator can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyFailure {
-    /// The object's key.
-    pub key: String,
-    /// What went wrong or why it was left alone.
-    pub reason: String,
-}
 
 /// One object moved (or, in a dry run, to be moved) under the environment prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,55 +165,75 @@ pub async fn migrate_prefix(
     dry_run: bool,
     keep_in_place: &[KeyFailure],
 ) -> Result<PrefixReport, MigrationError> {
+    migrate_prefix_paged(
+        db,
+        store,
+        env_prefix,
+        dry_run,
+        keep_in_place,
+        LIST_PAGE_SIZE,
+    )
+    .await
+}
+
+/// [`migrate_prefix`], listing `page_size` objects at a time (tests use small pages).
+pub async fn migrate_prefix_paged(
+    db: &Db,
+    store: &Store,
+    env_prefix: &str,
+    dry_run: bool,
+    keep_in_place: &[KeyFailure],
+    page_size: usize,
+) -> Result<PrefixReport, MigrationError> {
     let env = env_segment(env_prefix)?;
-    let listing = list(store, "").await?;
     let mut report = PrefixReport {
         env_prefix: env.to_owned(),
         dry_run,
-        scanned: listing.len() as u64,
+        scanned: 0,
         already_prefixed: 0,
         moves: Vec::new(),
         failures: Vec::new(),
         kept: Vec::new(),
     };
-    let mut sizes = HashMap::new();
-    let mut unprefixed = Vec::new();
-    for object in listing {
-        if has_env_prefix(&object.key) {
-            report.already_prefixed += 1;
-        } else if let Some(kept) = keep_in_place.iter().find(|kept| kept.key == object.key) {
-            report.kept.push(kept.clone());
+    // Moved objects land under `{env}/`, which sorts before every unprefixed key, so the
+    // listing never meets them again.
+    let mut listing = Listing::new(store, "", page_size);
+    while let Some(page) = listing.next_page().await? {
+        report.scanned += page.len() as u64;
+        let mut unprefixed = Vec::new();
+        for object in page {
+            if has_env_prefix(&object.key) {
+                report.already_prefixed += 1;
+            } else if let Some(kept) = keep_in_place.iter().find(|kept| kept.key == object.key) {
+                report.kept.push(kept.clone());
+            } else {
+                unprefixed.push((object.key, object.size));
+            }
+        }
+        if unprefixed.is_empty() {
+            continue;
+        }
+        let outcomes: Vec<Result<PrefixMove, KeyFailure>> = if dry_run {
+            let keys: Vec<&str> = unprefixed.iter().map(|(key, _)| key.as_str()).collect();
+            let references = page_references(db, store, &keys).await?;
+            let references = &references;
+            stream::iter(unprefixed)
+                .map(|(from, size)| plan_move(store, env, references, from, size))
+                .buffer_unordered(MOVE_CONCURRENCY)
+                .collect()
+                .await
         } else {
-            unprefixed.push((object.key.clone(), object.size));
-        }
-        if dry_run {
-            // Only a dry run predicts from the listing; a real run asks the store live.
-            sizes.insert(object.key, object.size);
-        }
-    }
-    if unprefixed.is_empty() {
-        return Ok(report);
-    }
-
-    let outcomes: Vec<Result<PrefixMove, KeyFailure>> = if dry_run {
-        // Read once: predicting each move needs only hash lookups, even for 100k objects.
-        let references = db.object_references().await?;
-        let urls = UrlIndex::new(references.character_urls.keys());
-        unprefixed
-            .into_iter()
-            .map(|(from, size)| plan_move(store, env, &sizes, &references, &urls, from, size))
-            .collect()
-    } else {
-        stream::iter(unprefixed)
-            .map(|(from, size)| move_object(db, store, env, from, size))
-            .buffer_unordered(MOVE_CONCURRENCY)
-            .collect()
-            .await
-    };
-    for outcome in outcomes {
-        match outcome {
-            Ok(moved) => report.moves.push(moved),
-            Err(failure) => report.failures.push(failure),
+            stream::iter(unprefixed)
+                .map(|(from, size)| move_object(db, store, env, from, size))
+                .buffer_unordered(MOVE_CONCURRENCY)
+                .collect()
+                .await
+        };
+        for outcome in outcomes {
+            match outcome {
+                Ok(moved) => report.moves.push(moved),
+                Err(failure) => report.failures.push(failure),
+            }
         }
     }
     // Moves finish in any order; a report in key order is easier to read and to compare.
@@ -251,33 +242,42 @@ pub async fn migrate_prefix(
     Ok(report)
 }
 
-/// What a real run would do with one object, from the listing and the database snapshot.
-fn plan_move(
+/// What a real run would do with one object: the destination is looked at, the references
+/// come from the page's lookup.
+async fn plan_move(
     store: &Store,
     env: &str,
-    sizes: &HashMap<String, u64>,
-    references: &ObjectReferences,
-    urls: &UrlIndex,
+    references: &HashMap<String, References>,
     from: String,
     size: u64,
 ) -> Result<PrefixMove, KeyFailure> {
     let to = destination(env, &from).map_err(|reason| failure(&from, reason))?;
-    let copied = match sizes.get(&to) {
-        None => true,
-        Some(&existing) if existing == size => false,
-        Some(&existing) => return Err(failure(&from, conflict(&to, existing, size))),
+    let copied = match store.head(&to).await {
+        Ok(None) => true,
+        Ok(Some(existing)) if existing.size == size => false,
+        Ok(Some(existing)) => return Err(failure(&from, conflict(&to, existing.size, size))),
+        Err(err) => {
+            return Err(failure(
+                &from,
+                format!("could not check whether `{to}` exists: {err}"),
+            ))
+        }
     };
+    let empty = References::default();
+    let refs = references.get(&from).unwrap_or(&empty);
     let old_url = store.public_url(&from);
-    let row_url = references.portraits.get(&from);
-    let rewritten = |url: &str| url == old_url || row_url.is_some_and(|r| r == url);
-    // The same two URLs `Db::rename_object` rewrites, looked up rather than scanned for.
-    let shown = |url: &str| references.character_urls.get(url).copied().unwrap_or(0);
-    let characters_updated = shown(&old_url)
-        + row_url
-            .filter(|row_url| **row_url != old_url)
-            .map_or(0, |row_url| shown(row_url));
-    let kept: Vec<&str> = urls
-        .referring(&from, store)
+    let row_url = refs.portrait.as_ref().map(|p| p.public_url.as_str());
+    // The same two URLs `Db::rename_object` rewrites.
+    let rewritten = |url: &str| url == old_url || row_url == Some(url);
+    let characters_updated = refs
+        .characters
+        .iter()
+        .filter(|(_, url)| rewritten(url))
+        .count() as u64;
+    let kept: Vec<&str> = refs
+        .characters
+        .iter()
+        .map(|(_, url)| url.as_str())
         .filter(|url| !rewritten(url))
         .collect();
     if !kept.is_empty() {
@@ -359,7 +359,7 @@ async fn move_object(
     // Look again right before deleting: the rows just renamed are gone, so anything still
     // pointing at the source is a reference this run could not rewrite.
     let references = db
-        .key_references(&from, &encode_key_path(&from))
+        .key_references(&from, &key_file_name(&from))
         .await
         .map_err(|err| {
             fail(format!(
@@ -450,140 +450,9 @@ fn failure(key: &str, reason: String) -> KeyFailure {
     }
 }
 
-/// Whether `key` belongs to an environment (`dev/…` or `prod/…`).
-fn has_env_prefix(key: &str) -> bool {
-    ENVIRONMENTS.iter().any(|env| {
-        key.strip_prefix(env)
-            .is_some_and(|rest| rest.starts_with('/'))
-    })
-}
-
-/// `dev` or `prod` from `dev`, `dev/`, `prod` or `prod/`.
-pub(crate) fn env_segment(env_prefix: &str) -> Result<&'static str, MigrationError> {
-    let trimmed = env_prefix.trim().trim_end_matches('/');
-    ENVIRONMENTS
-        .into_iter()
-        .find(|env| *env == trimmed)
-        .ok_or_else(|| MigrationError::InvalidEnvPrefix(env_prefix.to_owned()))
-}
-
-/// Lists `prefix`, turning a storage error into [`MigrationError::Listing`].
-pub(crate) async fn list(
-    store: &Store,
-    prefix: &str,
-) -> Result<Vec<crate::storage::ListedObject>, MigrationError> {
-    store
-        .list_prefix(prefix)
-        .await
-        .map_err(|source| MigrationError::Listing {
-            store: store.describe(),
-            source,
-        })
-}
-
-/// `1 object`, `3 objects`.
-pub(crate) fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
-/// Whether `url` shows the object `key`.
-///
-/// A URL under the store's current public base shows exactly the key after the base. Any other
-/// URL (an older public domain, the local server while R2 is configured) is judged by its path:
-/// it shows `key` when its path ends with `/{key}`, unless the segment before is `dev` or
-/// `prod`, which makes it a URL of the prefixed copy instead. Query strings and fragments are
-/// ignored. Erring towards "shows it" only ever keeps an object that could have gone.
-pub(crate) fn url_refers_to(url: &str, key: &str, store: &Store) -> bool {
-    let url = url.split(['?', '#']).next().unwrap_or(url);
-    let encoded = encode_key_path(key);
-    if let Some(rest) = url.strip_prefix(&store.public_url("")) {
-        return rest == encoded;
-    }
-    match url.strip_suffix(encoded.as_str()) {
-        Some(head) => {
-            head.ends_with('/')
-                && !ENVIRONMENTS
-                    .iter()
-                    .any(|env| head.ends_with(&format!("/{env}/")))
-        }
-        None => false,
-    }
-}
-
-/// Character URLs by their last path segment, so "which URLs could show this key" is a hash
-/// lookup followed by [`url_refers_to`] on a handful of candidates. One entry per URL keeps it
-/// small even for 100k characters.
-pub(crate) struct UrlIndex<'a> {
-    by_file_name: HashMap<&'a str, Vec<&'a str>>,
-}
-
-impl<'a> UrlIndex<'a> {
-    pub(crate) fn new(urls: impl IntoIterator<Item = &'a String>) -> UrlIndex<'a> {
-        let mut by_file_name: HashMap<&str, Vec<&str>> = HashMap::new();
-        for url in urls {
-            let path = url.split(['?', '#']).next().unwrap_or(url);
-            if let Some((_, name)) = path.rsplit_once('/') {
-                by_file_name.entry(name).or_default().push(url);
-            }
-        }
-        UrlIndex { by_file_name }
-    }
-
-    /// The indexed URLs that show `key`.
-    pub(crate) fn referring<'s>(
-        &'s self,
-        key: &'s str,
-        store: &'s Store,
-    ) -> impl Iterator<Item = &'a str> + 's {
-        let encoded = encode_key_path(key);
-        let name = encoded.rsplit('/').next().unwrap_or_default().to_owned();
-        self.by_file_name
-            .get(name.as_str())
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(move |url| url_refers_to(url, key, store))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::local(dir.path().join("o"), "https://img.example.com".into()).unwrap();
-        (dir, store)
-    }
-
-    #[test]
-    fn only_dev_and_prod_are_environment_prefixes() {
-        assert_eq!(env_segment("dev").unwrap(), "dev");
-        assert_eq!(env_segment("prod/").unwrap(), "prod");
-        for bad in ["", "/", "staging", "dev/portraits", "DEV"] {
-            let err = env_segment(bad).unwrap_err();
-            assert!(err.to_string().contains("use `dev` or `prod`"), "{err}");
-        }
-    }
-
-    #[test]
-    fn keys_under_dev_or_prod_have_a_prefix_and_look_alikes_do_not() {
-        assert!(has_env_prefix("dev/portraits/2026/11/a.png"));
-        assert!(has_env_prefix("prod/x"));
-        for key in [
-            "portraits/2024/05/a.png",
-            "development/a.png",
-            "dev",
-            "prodx/a",
-            "a/dev/b",
-        ] {
-            assert!(!has_env_prefix(key), "{key}");
-        }
-    }
 
     #[test]
     fn a_destination_over_the_key_limit_is_refused_with_its_length() {
@@ -591,84 +460,6 @@ mod tests {
         let err = destination("dev", &key).unwrap_err();
         assert!(err.contains("1026 bytes"), "{err}");
         assert_eq!(destination("dev", "a/b.png").unwrap(), "dev/a/b.png");
-    }
-
-    #[test]
-    fn urls_under_the_store_base_show_exactly_the_key_after_it() {
-        let (_dir, store) = store();
-        let key = "portraits/2024/05/0123456789abcdef_zoe.png";
-        assert!(url_refers_to(&store.public_url(key), key, &store));
-        assert!(url_refers_to(
-            &format!("{}?v=2", store.public_url(key)),
-            key,
-            &store
-        ));
-        assert!(!url_refers_to(
-            &store.public_url(&format!("dev/{key}")),
-            key,
-            &store
-        ));
-        assert!(!url_refers_to(
-            &store.public_url(key),
-            &format!("dev/{key}"),
-            &store
-        ));
-        let spaced = "old bot/Zoë.png";
-        assert!(url_refers_to(&store.public_url(spaced), spaced, &store));
-    }
-
-    #[test]
-    fn urls_on_another_domain_show_a_key_their_path_ends_with_unless_it_is_the_prefixed_copy() {
-        let (_dir, store) = store();
-        let key = "portraits/2024/05/0123456789abcdef_zoe.png";
-        assert!(url_refers_to(
-            &format!("https://old.example.org/{key}"),
-            key,
-            &store
-        ));
-        assert!(url_refers_to(
-            &format!("http://localhost:9091/objects/{key}"),
-            key,
-            &store
-        ));
-        assert!(!url_refers_to(
-            &format!("https://old.example.org/dev/{key}"),
-            key,
-            &store
-        ));
-        assert!(!url_refers_to(
-            &format!("https://old.example.org/prod/{key}"),
-            key,
-            &store
-        ));
-        assert!(!url_refers_to(
-            &format!("https://old.example.org/x{key}"),
-            key,
-            &store
-        ));
-        let prefixed = format!("dev/{key}");
-        assert!(url_refers_to(
-            &format!("https://old.example.org/{prefixed}"),
-            &prefixed,
-            &store
-        ));
-    }
-
-    #[test]
-    fn the_url_index_finds_only_urls_that_show_the_key() {
-        let (_dir, store) = store();
-        let key = "portraits/2024/05/0123456789abcdef_zoe.png";
-        let urls = [
-            store.public_url(key),
-            store.public_url(&format!("dev/{key}")),
-            format!("https://old.example.org/{key}"),
-            "https://cdn.discordapp.com/attachments/1/2/0123456789abcdef_zoe.png".to_owned(),
-            "https://img.example.com/other.png".to_owned(),
-        ];
-        let index = UrlIndex::new(urls.iter());
-        let found: Vec<&str> = index.referring(key, &store).collect();
-        assert_eq!(found, [urls[0].as_str(), urls[2].as_str()]);
-        assert_eq!(index.referring("nothing.png", &store).count(), 0);
     }
 
     #[test]

@@ -371,13 +371,24 @@ impl PortraitService {
         request: &IngestRequest<'_>,
     ) -> Result<StoredPortrait, IngestError> {
         let sha256 = hex::encode(Sha256::digest(&bytes));
-        let key = portrait_key(
-            &self.settings.key_prefix,
-            chrono::Utc::now(),
-            &sha256,
-            &request.character.name,
-            info.format,
-        );
+        // The same bytes are stored once: when another character already has them (six
+        // characters imported with one shared link), its object and row are shared, under the
+        // key of whoever stored them first.
+        let existing = self
+            .db
+            .portrait_by_sha256(&sha256, &format!("{}/", self.key_prefix()))
+            .await
+            .map_err(IngestError::Database)?;
+        let key = match &existing {
+            Some(existing) => existing.storage_key.clone(),
+            None => portrait_key(
+                &self.settings.key_prefix,
+                chrono::Utc::now(),
+                &sha256,
+                &request.character.name,
+                info.format,
+            ),
+        };
 
         let started = Instant::now();
         // Same bytes and name give the same key: skip the write (R2 allows one write per
@@ -394,47 +405,22 @@ impl PortraitService {
 
         let started = Instant::now();
         let public_url = self.store.public_url(&key);
-        let previous_portrait = request.character.portrait_id;
+        let new = NewPortrait {
+            storage_key: &key,
+            public_url: &public_url,
+            sha256: &sha256,
+            size_bytes: bytes.len() as u64,
+            content_type: info.format.mime_type(),
+            width: info.width,
+            height: info.height,
+            uploader_id: request.uploader_id,
+            source: request.source.as_str(),
+            legacy_url: request.legacy_url,
+        };
         let (record, character) = self
-            .db
-            .attach_portrait(
-                request.character.id,
-                &NewPortrait {
-                    storage_key: &key,
-                    public_url: &public_url,
-                    sha256: &sha256,
-                    size_bytes: bytes.len() as u64,
-                    content_type: info.format.mime_type(),
-                    width: info.width,
-                    height: info.height,
-                    uploader_id: request.uploader_id,
-                    source: request.source.as_str(),
-                    legacy_url: request.legacy_url,
-                },
-                request.migration_run,
-            )
-            .await
-            .map_err(IngestError::Database)?;
+            .attach_and_release(&new, request, already_stored.then_some((&bytes, info)))
+            .await?;
         self.observe_stage("record", started);
-
-        if already_stored {
-            // Orphan cleanup may have deleted the object we found between our check and the
-            // row that now references it; if so, write it again.
-            match self.store.exists(&key).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(%key, "a reused object vanished before its row was written; storing it again");
-                    self.put_object(&key, &bytes, info, request).await?;
-                }
-                Err(err) => {
-                    tracing::warn!(%key, error = %err, "could not re-check a reused object")
-                }
-            }
-        }
-
-        if let Some(previous) = previous_portrait.filter(|previous| *previous != record.id) {
-            self.release_portrait(previous).await;
-        }
 
         Ok(StoredPortrait {
             record,
@@ -443,6 +429,81 @@ impl PortraitService {
             removed_metadata,
             already_stored,
         })
+    }
+
+    /// Makes an already stored portrait (another character's) this character's too, without
+    /// downloading or writing anything: how a migration shares one link's object among every
+    /// character that had the link.
+    pub async fn share_portrait(
+        &self,
+        record: &PortraitRecord,
+        request: &IngestRequest<'_>,
+    ) -> Result<PortraitRecord, IngestError> {
+        let new = NewPortrait {
+            storage_key: &record.storage_key,
+            public_url: &record.public_url,
+            sha256: &record.sha256,
+            size_bytes: record.size_bytes,
+            content_type: &record.content_type,
+            width: record.width,
+            height: record.height,
+            uploader_id: record.uploader_id,
+            source: &record.source,
+            legacy_url: request.legacy_url,
+        };
+        let (record, _) = self.attach_and_release(&new, request, None).await?;
+        if !self
+            .store
+            .exists(&record.storage_key)
+            .await
+            .map_err(|err| self.storage_failed(err))?
+        {
+            // Released by someone else between the two steps: nothing to share any more. The
+            // character keeps the row; the caller ingests again, which writes the object.
+            return Err(IngestError::Storage(StorageError::NotFound {
+                key: record.storage_key,
+            }));
+        }
+        Ok(record)
+    }
+
+    /// Records `new` as the character's portrait, then releases the portrait it replaced (the
+    /// one the row held at that moment, read in the same transaction). With `reused` (the
+    /// object was found in the bucket rather than written), makes sure it is still there.
+    async fn attach_and_release(
+        &self,
+        new: &NewPortrait<'_>,
+        request: &IngestRequest<'_>,
+        reused: Option<(&Bytes, &ImageInfo)>,
+    ) -> Result<(PortraitRecord, Character), IngestError> {
+        let attached = self
+            .db
+            .replace_portrait(request.character.id, new, request.migration_run)
+            .await
+            .map_err(IngestError::Database)?;
+        let key = new.storage_key;
+        if let Some((bytes, info)) = reused {
+            // Orphan cleanup may have deleted the object we found between our check and the
+            // row that now references it; if so, write it again.
+            match self.store.exists(key).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(%key, "a reused object vanished before its row was written; storing it again");
+                    self.put_object(key, bytes, info, request).await?;
+                }
+                Err(err) => {
+                    tracing::warn!(%key, error = %err, "could not re-check a reused object")
+                }
+            }
+        }
+        if let Some(previous) = attached.previous_portrait_id {
+            self.release_portrait(previous).await;
+        }
+        Ok((attached.portrait, attached.character))
+    }
+
+    fn key_prefix(&self) -> &str {
+        self.settings.key_prefix.trim_end_matches('/')
     }
 
     /// Writes the object with its headers and metadata, and counts it.

@@ -174,6 +174,43 @@ impl LocalStore {
         blocking(move || list(&root, &prefix)).await
     }
 
+    /// Up to `max_keys` objects under `prefix` with keys after `token` (the last key of the
+    /// previous page), in key order. Only the folders on the way are read, so memory holds
+    /// one page and the folder listings of one path, whatever the store's size.
+    pub(super) async fn list_prefix_page(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+        max_keys: usize,
+    ) -> Result<super::ListPage, StorageError> {
+        check_prefix(prefix)?;
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        let max_keys = max_keys.max(1);
+        blocking(move || {
+            let start_rel = match prefix.rfind('/') {
+                Some(i) => prefix[..=i].to_owned(),
+                None => String::new(),
+            };
+            let mut page = Vec::new();
+            let walk = Walk {
+                root: &root,
+                prefix: &prefix,
+                after: token.as_deref(),
+                max: max_keys,
+            };
+            walk.dir(&root.join(&start_rel), &start_rel, &mut page)?;
+            let next = (page.len() >= max_keys)
+                .then(|| page.last().map(|o: &ListedObject| o.key.clone()))
+                .flatten();
+            Ok(super::ListPage {
+                objects: page,
+                next,
+            })
+        })
+        .await
+    }
+
     pub(super) async fn copy(&self, from_key: &str, to_key: &str) -> Result<(), StorageError> {
         check_key(from_key)?;
         check_key(to_key)?;
@@ -418,6 +455,76 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if !is_absent(&e) => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// One page of a listing in key order (see [`LocalStore::list_prefix_page`]).
+struct Walk<'a> {
+    root: &'a Path,
+    prefix: &'a str,
+    after: Option<&'a str>,
+    max: usize,
+}
+
+impl Walk<'_> {
+    /// Adds the objects of `dir` (whose keys start with `rel`) to `out`, in key order, until
+    /// `out` is full. Folders whose keys all sort before `after` are not read.
+    fn dir(&self, dir: &Path, rel: &str, out: &mut Vec<ListedObject>) -> Result<(), StorageError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if is_absent(&e) => return Ok(()),
+            Err(e) => return Err(io_error("list", self.root, dir, e)),
+        };
+        // Sorted as the keys they lead to: a folder `a` by `a/`, so `a-b` comes before `a/c`.
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("list", self.root, dir, e))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let file_type = entry
+                .file_type()
+                .map_err(|e| io_error("list", self.root, dir, e))?;
+            if file_type.is_dir() {
+                names.push((format!("{rel}{name}/"), true));
+            } else if file_type.is_file() {
+                names.push((format!("{rel}{name}"), false));
+            }
+        }
+        names.sort_unstable();
+        for (key, is_dir) in names {
+            if out.len() >= self.max {
+                return Ok(());
+            }
+            if is_dir {
+                let related = key.starts_with(self.prefix) || self.prefix.starts_with(&key);
+                // Every key under `key` sorts before `after` unless `after` is under it too.
+                let passed = self
+                    .after
+                    .is_some_and(|after| key.as_str() < after && !after.starts_with(&key));
+                if related && !passed {
+                    self.dir(&self.root.join(&key), &key, out)?;
+                }
+            } else if key.starts_with(self.prefix)
+                && self.after.is_none_or(|after| key.as_str() > after)
+            {
+                let path = self.root.join(&key);
+                let meta = match fs::metadata(&path) {
+                    Ok(meta) => meta,
+                    Err(e) if is_absent(&e) => continue, // deleted since the folder was read
+                    Err(e) => return Err(io_error("list", self.root, &path, e)),
+                };
+                out.push(ListedObject {
+                    key,
+                    size: meta.len(),
+                    last_modified: meta.modified().ok().map(to_chrono),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -101,6 +101,15 @@ pub struct ListedObject {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
+/// One page of [`Store::list_prefix_page`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListPage {
+    /// Objects in key order.
+    pub objects: Vec<ListedObject>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// Why a storage operation failed. The `Display` text is written for the operator who has to fix
 /// it; it names the setting to check and never contains credentials.
 #[derive(Debug, thiserror::Error)]
@@ -279,6 +288,21 @@ impl Store {
         match self {
             Store::R2(s) => s.list_prefix(prefix).await,
             Store::Local(s) => s.list_prefix(prefix).await,
+        }
+    }
+
+    /// One page of the objects whose key starts with `prefix`, in key order: up to `max_keys`
+    /// (R2: at most 1000) after `token`, the `next` of the previous page (`None` for the
+    /// first). For listing a bucket of any size in flat memory.
+    pub async fn list_prefix_page(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+        max_keys: usize,
+    ) -> Result<ListPage, StorageError> {
+        match self {
+            Store::R2(s) => s.list_prefix_page(prefix, token, max_keys).await,
+            Store::Local(s) => s.list_prefix_page(prefix, token, max_keys).await,
         }
     }
 

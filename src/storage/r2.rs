@@ -268,7 +268,7 @@ impl R2Store {
         // stays bounded by one page and a page is exactly one DeleteObjects batch.
         let mut token: Option<String> = None;
         loop {
-            let page = self.list_page(prefix, token.take()).await?;
+            let page = self.list_page(prefix, token.take(), None).await?;
             let keys: Vec<String> = page.objects.into_iter().map(|o| o.key).collect();
             for batch in keys.chunks(DELETE_BATCH) {
                 deleted += self.delete_batch(batch).await?;
@@ -363,7 +363,7 @@ impl R2Store {
         let mut all = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self.list_page(prefix, token.take()).await?;
+            let page = self.list_page(prefix, token.take(), None).await?;
             all.extend(page.objects);
             match page.next {
                 Some(next) => token = Some(next),
@@ -374,13 +374,19 @@ impl R2Store {
     }
 
     /// One `ListObjectsV2` page (the server decides its size; at most 1000 on S3 and R2).
-    async fn list_page(&self, prefix: &str, token: Option<String>) -> Result<Page, StorageError> {
+    async fn list_page(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+        max_keys: Option<usize>,
+    ) -> Result<Page, StorageError> {
         let out = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
             .set_continuation_token(token.clone())
+            .set_max_keys(max_keys.map(|n| i32::try_from(n.clamp(1, 1000)).unwrap_or(1000)))
             .send()
             .await
             .map_err(|e| self.map_err("list", Target::Bucket, e))?;
@@ -404,6 +410,20 @@ impl R2Store {
             _ => None,
         };
         Ok(Page { objects, next })
+    }
+
+    /// One page of a listing: up to `max_keys` (at most 1000) objects after `token`.
+    pub(super) async fn list_prefix_page(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+        max_keys: usize,
+    ) -> Result<super::ListPage, StorageError> {
+        let page = self.list_page(prefix, token, Some(max_keys)).await?;
+        Ok(super::ListPage {
+            objects: page.objects,
+            next: page.next,
+        })
     }
 
     pub(super) async fn copy(&self, from_key: &str, to_key: &str) -> Result<(), StorageError> {

@@ -35,7 +35,9 @@ fn portrait_set(character: &str, image: &Attachment) -> Value {
 
 /// Registers `name` with a valid PNG and returns the stored portrait's URL.
 async fn register_with_portrait(bot: &TestBot, name: &str) -> String {
-    let image = bot.attachment("start.png", &images::png(30, 20), "image/png");
+    // A different image per name: the same bytes would be stored once, shared.
+    let height = 20 + name.len() as u32;
+    let image = bot.attachment("start.png", &images::png(30, height), "image/png");
     let reply = bot
         .command(&register(name).option_attachment("portrait", &image).build())
         .await;
@@ -669,7 +671,8 @@ async fn two_bot_processes_with_different_shard_ranges_share_the_gateway_and_one
     );
 
     for (guild, name) in [(guild_a, "Ash"), (guild_b, "Birch")] {
-        let png = images::png(30, 31);
+        // Different images: the same bytes would be stored once, shared.
+        let png = images::png(30, 31 + name.len() as u32);
         let url = cdn.host(
             &format!("/attachments/{guild}/1/{name}.png"),
             png,

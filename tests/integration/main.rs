@@ -7,6 +7,8 @@ mod cli;
 mod db;
 mod deploy;
 mod import;
+mod jobs_races;
+mod jobs_streaming;
 mod migration;
 mod ops;
 mod orphans;

@@ -22,7 +22,7 @@ const PLAYER: u64 = 600_000_000_000_000_002;
 
 /// A portrait row and the character Aria reference it.
 const ATTACHED: &str = "dev/portraits/2026/01/1111111111111111_aria.png";
-/// Only a portrait row references it (no character shows it yet).
+/// Only a portrait row references it and no character uses that row: an orphan, row and all.
 const RECORDED: &str = "dev/portraits/2026/01/2222222222222222_brom.png";
 /// No row; the character Cass shows it through its public URL (an import, or a prefix move).
 const SHOWN: &str = "dev/old-bot/cass portrait.png";
@@ -137,14 +137,14 @@ on_both_databases! {
 
         let report = cleanup_orphans(&t.db, &f.store, "dev", Duration::ZERO, false).await.expect("dry run");
 
-        assert_eq!(report.orphan_keys(), [PROBE, LOST], "in key order");
+        assert_eq!(report.orphan_keys(), [PROBE, LOST, RECORDED], "in key order");
         assert_eq!(report.orphans.iter().map(|o| o.size).collect::<Vec<_>>(),
-            [bytes_of(PROBE).len() as u64, bytes_of(LOST).len() as u64]);
+            [bytes_of(PROBE).len() as u64, bytes_of(LOST).len() as u64, bytes_of(RECORDED).len() as u64]);
         assert!(!report.executed);
-        assert_eq!((report.scanned, report.referenced, report.too_young), (6, 4, 0));
+        assert_eq!((report.scanned, report.referenced, report.too_young), (6, 3, 0));
         assert_eq!(report.deleted, []);
         let text = report.to_string();
-        assert!(text.contains("Would delete 2 orphans"), "{text}");
+        assert!(text.contains("Would delete 3 orphans"), "{text}");
         assert!(text.contains(&format!("  {LOST} (")), "{text}");
         assert!(text.contains("nothing was deleted"), "{text}");
 
@@ -160,8 +160,8 @@ on_both_databases! {
 
         assert_eq!(report.orphans, []);
         assert_eq!(report.deleted, []);
-        assert_eq!((report.scanned, report.referenced, report.too_young), (6, 4, 2));
-        assert!(report.to_string().contains("2 unreferenced but newer than 7d (kept)"), "{report}");
+        assert_eq!((report.scanned, report.referenced, report.too_young), (6, 3, 3));
+        assert!(report.to_string().contains("3 unreferenced but newer than 7d (kept)"), "{report}");
         assert_eq!(f.listing().await, listing);
         assert_eq!(f.deletes(), 0);
     }
@@ -176,9 +176,10 @@ on_both_databases! {
         assert_eq!(report.orphans, planned.orphans);
         assert_eq!(report.deleted, planned.orphans, "deleted exactly what the dry run listed");
         assert_eq!((report.kept.len(), report.failures.len()), (0, 0));
-        assert!(report.to_string().contains("Deleted 2 orphans"), "{report}");
-        assert_eq!(f.keys().await, sorted(&[ATTACHED, RECORDED, SHOWN, SHOWN_ELSEWHERE, PROD_ORPHAN, LEGACY_ORPHAN]));
-        for key in [ATTACHED, RECORDED, SHOWN, SHOWN_ELSEWHERE, PROD_ORPHAN, LEGACY_ORPHAN] {
+        assert!(report.to_string().contains("Deleted 3 orphans"), "{report}");
+        assert_eq!(f.keys().await, sorted(&[ATTACHED, SHOWN, SHOWN_ELSEWHERE, PROD_ORPHAN, LEGACY_ORPHAN]));
+        assert_eq!(t.db.portrait_by_key(RECORDED).await.unwrap(), None, "the unused row went with its object");
+        for key in [ATTACHED, SHOWN, SHOWN_ELSEWHERE, PROD_ORPHAN, LEGACY_ORPHAN] {
             assert_eq!(f.store.get(key).await.unwrap().bytes, bytes_of(key), "{key}");
         }
 
@@ -199,7 +200,7 @@ on_both_databases! {
     async fn an_orphan_referenced_after_the_listing_is_kept_by_the_check_before_deleting(t: TestDb) {
         let f = fixture(&t.db).await;
         let report = find_orphans(&t.db, &f.store, "dev", Duration::ZERO).await.unwrap();
-        assert_eq!(report.orphan_keys(), [PROBE, LOST]);
+        assert_eq!(report.orphan_keys(), [PROBE, LOST, RECORDED]);
 
         // Between the listing and the delete: an upload of the same bytes records LOST again,
         // and an import points Fay at PROBE.
@@ -209,14 +210,15 @@ on_both_databases! {
         t.db.set_character_external_portrait(fay.id, &f.store.public_url(PROBE)).await.unwrap();
 
         let report = delete_orphans(&t.db, &f.store, report).await;
-        assert_eq!(report.deleted, []);
+        assert_eq!(report.deleted_keys(), [RECORDED], "the one nothing saved");
         assert_eq!(report.failures, []);
         let kept: Vec<(&str, &str)> = report.kept.iter().map(|k| (k.key.as_str(), k.reason.as_str())).collect();
         let fay_reason = format!("character #{} shows it now ({})", fay.id, f.store.public_url(PROBE));
         assert_eq!(kept, [(PROBE, fay_reason.as_str()), (LOST, "a portrait row references it now")]);
         assert!(report.to_string().contains("Kept 2 objects after a last check:"), "{report}");
-        assert_eq!(f.deletes(), 0);
-        assert_eq!(f.keys().await, sorted(&ALL));
+        assert_eq!(f.deletes(), 1);
+        let left: Vec<&str> = ALL.into_iter().filter(|k| *k != RECORDED).collect();
+        assert_eq!(f.keys().await, sorted(&left));
     }
 
     async fn an_orphan_already_gone_is_reported_and_others_are_still_deleted(t: TestDb) {
@@ -225,7 +227,7 @@ on_both_databases! {
         f.store.delete(PROBE).await.unwrap();
 
         let report = delete_orphans(&t.db, &f.store, report).await;
-        assert_eq!(report.deleted_keys(), [LOST]);
+        assert_eq!(report.deleted_keys(), [LOST, RECORDED]);
         assert_eq!(report.kept.len(), 1);
         assert_eq!((report.kept[0].key.as_str(), report.kept[0].reason.as_str()), (PROBE, "it no longer exists"));
     }
