@@ -97,13 +97,16 @@ pub enum IngestError {
     Database(#[source] DbError),
     #[error("the image check stopped unexpectedly: {0}")]
     Worker(String),
+    /// Moderation: the picture is on the server's block-list.
+    #[error(transparent)]
+    Blocked(#[from] crate::moderation::blocklist::Blocked),
 }
 
 impl IngestError {
     /// True when the player can fix it (another file, a fresh upload); false for our faults.
     pub fn is_players_to_fix(&self) -> bool {
         match self {
-            IngestError::Rejected(_) | IngestError::Sanitize(_) => true,
+            IngestError::Rejected(_) | IngestError::Sanitize(_) | IngestError::Blocked(_) => true,
             IngestError::Download(err) => !err.is_transient(),
             IngestError::Database(DbError::CharacterNotFound) => true,
             IngestError::Storage(_) | IngestError::Database(_) | IngestError::Worker(_) => false,
@@ -119,6 +122,7 @@ impl IngestError {
             IngestError::Storage(err) => err.kind(),
             IngestError::Database(_) => "database",
             IngestError::Worker(_) => "worker",
+            IngestError::Blocked(_) => "blocked",
         }
     }
 
@@ -126,6 +130,7 @@ impl IngestError {
     pub fn player_message(&self) -> String {
         match self {
             IngestError::Rejected(rejection) => rejection.to_string(),
+            IngestError::Blocked(blocked) => blocked.to_string(),
             IngestError::Download(err) if err.is_gone() => {
                 "The upload link has expired or the file was deleted. Please upload the image again."
                     .to_owned()
@@ -355,6 +360,9 @@ impl PortraitService {
         };
         drop(bytes);
         self.observe_stage("check", started);
+        // Moderation: a picture this server's moderators removed is refused before storing.
+        let guild_id = request.character.guild_id;
+        crate::moderation::blocklist::check(&self.db, guild_id, &sanitized.bytes).await?;
 
         self.store_and_record(sanitized.bytes, &info, sanitized.removed, request)
             .await
@@ -413,6 +421,8 @@ impl PortraitService {
             .await
             .map_err(IngestError::Database)?;
         self.observe_stage("record", started);
+        // Moderation: every portrait change goes into the character's history.
+        crate::moderation::history::record_ingest(&self.db, &character, request).await;
 
         if already_stored {
             // Orphan cleanup may have deleted the object we found between our check and the

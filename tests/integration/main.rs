@@ -8,6 +8,7 @@ mod db;
 mod deploy;
 mod import;
 mod migration;
+mod moderation;
 mod ops;
 mod orphans;
 mod pipeline;
