@@ -17,9 +17,12 @@ use image_hasher::{HashAlg, Hasher, HasherConfig, ImageHash};
 
 use crate::db::{Db, DbError};
 
-/// Hashes at most this many bits apart are the same picture (see the module docs for the
-/// measurement this comes from).
-pub const THRESHOLD: u32 = 10;
+/// Hashes at most this many bits apart are the same picture. Measured (module docs): at 2
+/// bits 97.0 % of the variants are caught and none of the 780 unrelated pairs; at 3, 98.0 %
+/// and 0.13 % (one pair); at 4, 99.5 % and 0.64 %. Refusing an innocent player's picture is
+/// worse than a re-upload a moderator removes again, so the threshold is the largest with no
+/// false positive measured.
+pub const THRESHOLD: u32 = 2;
 
 /// An upload refused because its picture is on the server's block-list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -298,6 +298,7 @@ on_both_databases! {
     }
 }
 
+/// Stored objects in the local store's folder (not its hidden metadata sidecars).
 fn count_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -306,7 +307,9 @@ fn count_files(dir: &Path) -> usize {
         .flatten()
         .map(|entry| {
             let path = entry.path();
-            if path.is_dir() {
+            if entry.file_name() == ".portrait-meta" {
+                0
+            } else if path.is_dir() {
                 count_files(&path)
             } else {
                 1
