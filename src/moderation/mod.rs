@@ -98,6 +98,11 @@ impl ModerationService {
             Some(reason),
         )
         .await?;
+        self.portraits
+            .metrics()
+            .moderation_actions_total
+            .with_label_values(&[Action::Removed.as_str()])
+            .inc();
         Ok(Removal {
             removed_url: character.portrait_url.clone(),
             character,
@@ -138,6 +143,11 @@ impl ModerationService {
             Some(reason),
         )
         .await?;
+        self.portraits
+            .metrics()
+            .moderation_actions_total
+            .with_label_values(&[Action::Deleted.as_str()])
+            .inc();
         Ok(Removal {
             removed_url: character.portrait_url.clone(),
             character,

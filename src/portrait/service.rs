@@ -362,7 +362,8 @@ impl PortraitService {
         self.observe_stage("check", started);
         // Moderation: a picture this server's moderators removed is refused before storing.
         let guild_id = request.character.guild_id;
-        crate::moderation::blocklist::check(&self.db, guild_id, &sanitized.bytes).await?;
+        crate::moderation::blocklist::check(&self.db, &self.metrics, guild_id, &sanitized.bytes)
+            .await?;
 
         self.store_and_record(sanitized.bytes, &info, sanitized.removed, request)
             .await

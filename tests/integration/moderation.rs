@@ -132,6 +132,8 @@ on_both_databases! {
         }
         assert!(app.bucket_keys().await.is_empty());
         assert_eq!(app.reload(&aria).await.portrait_url, None);
+        assert_eq!(app.metric("portrait_moderation_actions_total{action=\"removed\"}"), 1.0);
+        assert_eq!(app.metric("portrait_moderation_actions_total{action=\"blocked_upload\"}"), 2.0);
 
         // A different picture passes, and so does the blocked one in another server.
         upload(&app, &after, png(&picture(2))).await.expect("an unrelated picture is stored");
