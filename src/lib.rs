@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod http;
 pub mod metrics;
 pub mod migration;
+pub mod moderation;
 pub mod portrait;
 pub mod secret;
 pub mod storage;

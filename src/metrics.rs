@@ -16,6 +16,7 @@ pub const VALIDATION_REJECTIONS_TOTAL: &str = "portrait_validation_rejections_to
 pub const FALLBACKS_TOTAL: &str = "portrait_fallbacks_total";
 pub const INGEST_STAGE_SECONDS: &str = "portrait_ingest_stage_seconds";
 pub const MIGRATION_ITEMS_TOTAL: &str = "portrait_migration_items_total";
+pub const MODERATION_ACTIONS_TOTAL: &str = "portrait_moderation_actions_total";
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -35,6 +36,9 @@ pub struct Metrics {
     pub ingest_stage_seconds: HistogramVec,
     /// Characters processed by CDN migrations, by `outcome` (`migrated`, `failed`).
     pub migration_items_total: IntCounterVec,
+    /// Moderation, by `action`: `removed`, `deleted`, `rejected` (by moderators) and
+    /// `blocked_upload` (an upload refused by the block-list).
+    pub moderation_actions_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -106,6 +110,15 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let moderation_actions_total = IntCounterVec::new(
+            Opts::new(
+                MODERATION_ACTIONS_TOTAL,
+                "Portraits removed, characters deleted, portraits rejected and uploads blocked by moderation.",
+            ),
+            &["action"],
+        )
+        .expect("valid metric");
+
         for collector in [
             Box::new(uploads_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(upload_errors_total.clone()),
@@ -115,6 +128,7 @@ impl Metrics {
             Box::new(fallbacks_total.clone()),
             Box::new(ingest_stage_seconds.clone()),
             Box::new(migration_items_total.clone()),
+            Box::new(moderation_actions_total.clone()),
         ] {
             registry
                 .register(collector)
@@ -131,6 +145,7 @@ impl Metrics {
             fallbacks_total,
             ingest_stage_seconds,
             migration_items_total,
+            moderation_actions_total,
         }
     }
 

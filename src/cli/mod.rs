@@ -8,6 +8,7 @@ mod check;
 pub mod exit;
 mod import;
 mod migrate;
+mod purge;
 mod run;
 mod upload;
 
@@ -20,6 +21,7 @@ use crate::config::Config;
 pub use exit::{ExitStatus, Refused};
 pub use import::ImportArgs;
 pub use migrate::{CleanupOrphansArgs, MigrateArgs, MigratePrefixArgs};
+pub use purge::PurgeArgs;
 pub use run::{run_bot, shutdown_signal, BotArgs};
 pub use upload::UploadArgs;
 
@@ -63,6 +65,9 @@ pub enum Command {
     /// Store a local image file as a character's portrait, through the same checks as Discord
     /// uploads (creating the character if needed).
     Upload(UploadArgs),
+    /// Delete a server's characters (or one player's, with --owner) and the portraits only
+    /// they show; --dry-run lists exactly what would be deleted.
+    Purge(PurgeArgs),
 }
 
 /// Runs the parsed command. An error is printed here, with its whole chain, and becomes the
@@ -94,5 +99,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => run::serve(settings).await,
         Command::Check => Ok(check::check(settings).await),
         Command::Upload(args) => upload::upload(settings, args).await,
+        Command::Purge(args) => purge::purge(settings, args).await,
     }
 }

@@ -7,6 +7,7 @@
 mod characters;
 mod imports;
 mod migration_runs;
+mod moderation;
 mod objects;
 mod portraits;
 
@@ -21,6 +22,7 @@ use sqlx::{AnyPool, Connection, Executor};
 pub use characters::Character;
 pub use imports::{ImportTarget, ImportTransaction, ImportedCharacter};
 pub use migration_runs::{LeaseHolder, MigrationItem, MigrationRun};
+pub use moderation::{BlockedImage, GuildSettingsRow, HistoryRow, NewHistory};
 pub use objects::{
     url_file_name, KeyReferences, ObjectReferences, PortraitReference, RenameOutcome,
 };

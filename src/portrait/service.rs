@@ -100,13 +100,16 @@ pub enum IngestError {
     Database(#[source] DbError),
     #[error("the image check stopped unexpectedly: {0}")]
     Worker(String),
+    /// Moderation: the picture is on the server's block-list.
+    #[error(transparent)]
+    Blocked(#[from] crate::moderation::blocklist::Blocked),
 }
 
 impl IngestError {
     /// True when the player can fix it (another file, a fresh upload); false for our faults.
     pub fn is_players_to_fix(&self) -> bool {
         match self {
-            IngestError::Rejected(_) | IngestError::Sanitize(_) => true,
+            IngestError::Rejected(_) | IngestError::Sanitize(_) | IngestError::Blocked(_) => true,
             IngestError::Download(err) => !err.is_transient(),
             IngestError::Database(DbError::CharacterNotFound) => true,
             IngestError::Storage(_) | IngestError::Database(_) | IngestError::Worker(_) => false,
@@ -122,6 +125,7 @@ impl IngestError {
             IngestError::Storage(err) => err.kind(),
             IngestError::Database(_) => "database",
             IngestError::Worker(_) => "worker",
+            IngestError::Blocked(_) => "blocked",
         }
     }
 
@@ -129,6 +133,7 @@ impl IngestError {
     pub fn player_message(&self) -> String {
         match self {
             IngestError::Rejected(rejection) => rejection.to_string(),
+            IngestError::Blocked(blocked) => blocked.to_string(),
             IngestError::Download(err) if err.is_gone() => {
                 "The upload link has expired or the file was deleted. Please upload the image again."
                     .to_owned()
@@ -358,6 +363,10 @@ impl PortraitService {
         };
         drop(bytes);
         self.observe_stage("check", started);
+        // Moderation: a picture this server's moderators removed is refused before storing.
+        let guild_id = request.character.guild_id;
+        crate::moderation::blocklist::check(&self.db, &self.metrics, guild_id, &sanitized.bytes)
+            .await?;
 
         self.store_and_record(sanitized.bytes, &info, sanitized.removed, request)
             .await
@@ -421,6 +430,8 @@ impl PortraitService {
             .attach_and_release(&new, request, already_stored.then_some((&bytes, info)))
             .await?;
         self.observe_stage("record", started);
+        // Moderation: every portrait change goes into the character's history.
+        crate::moderation::history::record_ingest(&self.db, &character, request).await;
 
         Ok(StoredPortrait {
             record,

@@ -10,6 +10,7 @@ mod import;
 mod jobs_races;
 mod jobs_streaming;
 mod migration;
+mod moderation;
 mod ops;
 mod orphans;
 mod pipeline;

@@ -1,0 +1,210 @@
+//! Moderation: what a server's admins (and the operator) do to the portraits their community
+//! shows. Per-server [`settings`], the portrait [`history`], the [`blocklist`], removing a
+//! portrait or a whole character, and [`privacy`] (export, delete-my-data, purge).
+//!
+//! Discord-free: the bot's `/admin` and `/privacy` commands and the CLI's `purge` call these.
+
+pub mod blocklist;
+pub mod history;
+pub mod privacy;
+pub mod settings;
+
+use std::sync::Arc;
+
+use crate::db::{BlockedImage, Character, Db, DbError};
+use crate::portrait::PortraitService;
+use crate::storage::Store;
+
+use history::{Action, Actor};
+
+/// Why a moderation action did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ModerationError {
+    #[error("that character no longer exists")]
+    CharacterNotFound,
+    #[error("`{name}` already shows the default portrait")]
+    NoPortrait { name: String },
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+/// What a removal or deletion did.
+#[derive(Debug, Clone)]
+pub struct Removal {
+    /// The character as it was before.
+    pub character: Character,
+    /// The URL it showed, which is no longer shown.
+    pub removed_url: Option<String>,
+    /// The block-list entry made for the image (none when the image could not be read, e.g. a
+    /// legacy link to a file we never stored).
+    pub blocked: Option<BlockedImage>,
+    /// The stored object was deleted (false when another character still shows it, or there
+    /// was none).
+    pub object_deleted: bool,
+}
+
+/// Removes portraits and characters, blocking their images.
+#[derive(Debug, Clone)]
+pub struct ModerationService {
+    db: Db,
+    store: Arc<Store>,
+    portraits: PortraitService,
+}
+
+impl ModerationService {
+    pub fn new(db: Db, store: Arc<Store>, portraits: PortraitService) -> Self {
+        Self {
+            db,
+            store,
+            portraits,
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn portraits(&self) -> &PortraitService {
+        &self.portraits
+    }
+
+    /// Puts a character back on the default portrait, blocks its image in the server, deletes
+    /// the stored object when no other character shows it, and records the removal.
+    pub async fn remove_portrait(
+        &self,
+        character_id: i64,
+        admin: Actor,
+        reason: &str,
+    ) -> Result<Removal, ModerationError> {
+        let character = self
+            .db
+            .character_by_id(character_id)
+            .await?
+            .ok_or(ModerationError::CharacterNotFound)?;
+        if character.portrait_url.is_none() {
+            return Err(ModerationError::NoPortrait {
+                name: character.name.clone(),
+            });
+        }
+        let blocked = self.block(&character, admin, reason).await?;
+        self.db.clear_character_portrait(character.id).await?;
+        let object_deleted = self.release(character.portrait_id).await?;
+        history::record(
+            &self.db,
+            &character,
+            admin,
+            Action::Removed,
+            character.portrait_url.as_deref(),
+            Some(reason),
+        )
+        .await?;
+        self.portraits
+            .metrics()
+            .moderation_actions_total
+            .with_label_values(&[Action::Removed.as_str()])
+            .inc();
+        Ok(Removal {
+            removed_url: character.portrait_url.clone(),
+            character,
+            blocked,
+            object_deleted,
+        })
+    }
+
+    /// Deletes a character, blocking its portrait's image and deleting the stored object when
+    /// no other character shows it; the deletion is recorded in the history.
+    pub async fn delete_character(
+        &self,
+        character_id: i64,
+        admin: Actor,
+        reason: &str,
+    ) -> Result<Removal, ModerationError> {
+        let character = self
+            .db
+            .character_by_id(character_id)
+            .await?
+            .ok_or(ModerationError::CharacterNotFound)?;
+        let blocked = if character.portrait_url.is_some() {
+            self.block(&character, admin, reason).await?
+        } else {
+            None
+        };
+        self.db
+            .delete_character(character.id)
+            .await?
+            .ok_or(ModerationError::CharacterNotFound)?;
+        let object_deleted = self.release(character.portrait_id).await?;
+        history::record(
+            &self.db,
+            &character,
+            admin,
+            Action::Deleted,
+            character.portrait_url.as_deref(),
+            Some(reason),
+        )
+        .await?;
+        self.portraits
+            .metrics()
+            .moderation_actions_total
+            .with_label_values(&[Action::Deleted.as_str()])
+            .inc();
+        Ok(Removal {
+            removed_url: character.portrait_url.clone(),
+            character,
+            blocked,
+            object_deleted,
+        })
+    }
+
+    /// Adds the character's stored image to its server's block-list. An image that cannot be
+    /// read (no stored object, a storage fault) is logged and not blocked: the removal itself
+    /// must still happen.
+    async fn block(
+        &self,
+        character: &Character,
+        admin: Actor,
+        reason: &str,
+    ) -> Result<Option<BlockedImage>, DbError> {
+        let Some(portrait_id) = character.portrait_id else {
+            return Ok(None);
+        };
+        let Some(record) = self.db.portrait_by_id(portrait_id).await? else {
+            return Ok(None);
+        };
+        let bytes = match self.store.get(&record.storage_key).await {
+            Ok(object) => object.bytes,
+            Err(err) => {
+                tracing::warn!(key = %record.storage_key, error = %err,
+                    "could not read a removed portrait to block it");
+                return Ok(None);
+            }
+        };
+        let hash = match blocklist::hash_off_thread(bytes).await {
+            Ok(hash) => hash,
+            Err(err) => {
+                tracing::warn!(key = %record.storage_key, error = %err,
+                    "could not hash a removed portrait to block it");
+                return Ok(None);
+            }
+        };
+        self.db
+            .add_blocked_image(
+                character.guild_id,
+                &hash,
+                Some(&character.name),
+                Some(reason),
+                admin.id(),
+            )
+            .await
+            .map(Some)
+    }
+
+    /// Lets go of a portrait a character no longer shows; true when its object was deleted.
+    async fn release(&self, portrait_id: Option<i64>) -> Result<bool, DbError> {
+        let Some(portrait_id) = portrait_id else {
+            return Ok(false);
+        };
+        self.portraits.release_portrait(portrait_id).await;
+        Ok(self.db.portrait_by_id(portrait_id).await?.is_none())
+    }
+}
