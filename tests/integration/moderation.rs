@@ -253,6 +253,7 @@ on_both_databases! {
         write("a.png", png(&picture(6)));
         write("b.png", png(&picture(7)));
         write("c.png", png(&picture(8)));
+        write("d.png", png(&picture(9)));
         let guild = "1200000000000000001";
         let other_guild = "1200000000000000077";
         for (file, guild, owner, name) in [
@@ -261,7 +262,7 @@ on_both_databases! {
             ("c.png", guild, "12", "Cass"),
             // The same bytes and name in another server share Aria's object.
             ("a.png", other_guild, "13", "Aria"),
-            ("c.png", other_guild, "12", "Dana"),
+            ("d.png", other_guild, "12", "Dana"),
         ] {
             cli(&["upload", file, "--guild", guild, "--owner", owner, "--character", name]);
         }
