@@ -17,6 +17,7 @@ pub mod migration;
 pub mod moderation;
 pub mod portrait;
 pub mod secret;
+pub mod signals;
 pub mod storage;
 pub mod telemetry;
 pub mod units;

@@ -61,32 +61,6 @@ impl Lifecycle {
     }
 }
 
-/// Resolves on the next SIGINT or SIGTERM. Listened to only once shutdown has begun: a second
-/// signal then means "stop now" (the first one's listener is gone, and tokio's handler keeps
-/// the default action from ending the process).
-pub async fn stop_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-}
-
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.end();

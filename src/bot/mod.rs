@@ -300,7 +300,8 @@ async fn stop_after(
     };
     tokio::select! {
         () = stopping => {}
-        () = lifecycle::stop_signal() => tracing::warn!(
+        // Listened to only once shutdown has begun: a second signal means "stop now".
+        _ = crate::signals::next_stop_signal() => tracing::warn!(
             unfinished = lifecycle.in_flight(),
             "second stop signal: exiting now without waiting for uploads in flight"
         ),

@@ -82,28 +82,6 @@ pub(super) async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Fly.io and most supervisors send).
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "could not listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "could not listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received Ctrl-C; shutting down"),
-        () = terminate => tracing::info!("received SIGTERM; shutting down"),
-    }
+    let signal = crate::signals::next_stop_signal().await;
+    tracing::info!("received {}; shutting down", signal.name());
 }
