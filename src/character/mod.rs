@@ -12,6 +12,7 @@
 mod id;
 mod text;
 
+pub(crate) use id::quoted;
 pub use id::{DiscordId, DiscordIdError};
 pub use text::{
     name_key, CharacterBio, CharacterClass, CharacterError, CharacterName, TextField,

@@ -12,7 +12,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::characters::character_from_row;
 use super::{now_text, to_db_id, Backend, Character, Db, DbError};
-use crate::character::name_key as character_name_key;
+use crate::character::{CharacterBio, CharacterClass, CharacterName, DiscordId};
 
 /// A character found by an import, and where its stored portrait came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,14 +27,14 @@ pub struct ImportTarget {
     pub migrated_from: Vec<String>,
 }
 
-/// A character an import creates.
+/// A character an import creates, each part already checked by the domain.
 #[derive(Debug, Clone, Copy)]
 pub struct ImportedCharacter<'a> {
-    pub guild_id: u64,
-    pub owner_id: u64,
-    pub name: &'a str,
-    pub class: Option<&'a str>,
-    pub bio: Option<&'a str>,
+    pub guild_id: DiscordId,
+    pub owner_id: DiscordId,
+    pub name: &'a CharacterName,
+    pub class: Option<&'a CharacterClass>,
+    pub bio: Option<&'a CharacterBio>,
     /// An external portrait link (no stored object yet: the CDN migration stores it later).
     pub portrait_url: Option<&'a str>,
 }
@@ -74,20 +74,24 @@ impl Db {
 impl ImportTransaction {
     /// A player's character by name (ignoring case and surrounding spaces), with the links
     /// its stored portrait came from.
+    ///
+    /// Both lookups are indexed: the character by its unique key, the migration items by
+    /// `migration_items_character` (migration 0007), so a re-import costs the same whether
+    /// or not portraits were migrated.
     pub async fn find(
         &mut self,
-        guild_id: u64,
-        owner_id: u64,
-        name: &str,
+        guild_id: DiscordId,
+        owner_id: DiscordId,
+        name: &CharacterName,
     ) -> Result<Option<ImportTarget>, DbError> {
         let row = sqlx::query(&format!(
             "SELECT {CHARACTER_COLUMNS}, p.legacy_url AS portrait_legacy_url \
              FROM characters c LEFT JOIN portraits p ON p.id = c.portrait_id \
              WHERE c.guild_id = $1 AND c.owner_id = $2 AND c.name_key = $3"
         ))
-        .bind(to_db_id(guild_id))
-        .bind(to_db_id(owner_id))
-        .bind(character_name_key(name))
+        .bind(to_db_id(guild_id.get()))
+        .bind(to_db_id(owner_id.get()))
+        .bind(name.key())
         .fetch_optional(&mut *self.tx)
         .await?;
         let Some(row) = row else {
@@ -131,7 +135,6 @@ impl ImportTransaction {
         &mut self,
         new: &ImportedCharacter<'_>,
     ) -> Result<Option<Character>, DbError> {
-        let name = new.name.trim();
         let row = sqlx::query(
             "INSERT INTO characters (guild_id, owner_id, name, name_key, class, bio, \
                                      portrait_url, created_at, updated_at) \
@@ -140,12 +143,12 @@ impl ImportTransaction {
              RETURNING id, guild_id, owner_id, name, class, bio, portrait_id, portrait_url, \
                        created_at, updated_at",
         )
-        .bind(to_db_id(new.guild_id))
-        .bind(to_db_id(new.owner_id))
-        .bind(name)
-        .bind(character_name_key(name))
-        .bind(new.class)
-        .bind(new.bio)
+        .bind(to_db_id(new.guild_id.get()))
+        .bind(to_db_id(new.owner_id.get()))
+        .bind(new.name.as_str())
+        .bind(crate::character::name_key(new.name.as_str()))
+        .bind(new.class.map(CharacterClass::as_str))
+        .bind(new.bio.map(CharacterBio::as_str))
         .bind(new.portrait_url)
         .bind(now_text())
         .fetch_optional(&mut *self.tx)

@@ -7,7 +7,7 @@ use portrait_bot::db::{Character, Db, DbError, NewPortrait};
 use crate::support::app::new_character;
 use portrait_bot::migration::import::{
     import_file, import_records, import_text, ImportError, ImportOptions, ImportReport, ImportRow,
-    Rejected,
+    Rejected, SHOWN_REJECTIONS,
 };
 
 use crate::on_both_databases;
@@ -463,5 +463,77 @@ on_both_databases! {
         let report = import_records(&t.db, rows, &options).await.unwrap();
         assert_eq!(counts(&report), (0, 0, 108, 12), "{report}");
         assert_eq!(all_characters(&t.db).await.len(), 108);
+    }
+
+    async fn a_large_csv_file_is_streamed_in_batches_with_counts_and_the_first_rejections(t: TestDb) {
+        // 1,000 records saved 7 at a time: every 50th has a bad owner id, blank lines in
+        // between, and Hero 3 comes again as the last record, many batches later.
+        let mut text = String::from("guild_id,owner_id,name,portrait_url\n");
+        for i in 0..1000 {
+            if i % 50 == 49 {
+                text.push_str(&format!("{GUILD},x{i},Hero {i},\n"));
+            } else {
+                text.push_str(&format!(
+                    "{GUILD},{PLAYER},Hero {i},https://cdn.discordapp.com/attachments/1/{i}/p.png\n"
+                ));
+            }
+        }
+        text.push_str(&format!("\n{GUILD},{PLAYER},hero 3,{NEW_LINK}\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("export.csv");
+        std::fs::write(&path, &text).unwrap();
+        let options = ImportOptions { batch_size: 7, ..ImportOptions::default() };
+
+        let report = import_file(&t.db, &path, &options).await.unwrap();
+        assert_eq!(report.records, 1001);
+        assert_eq!((report.created, report.updated, report.unchanged), (980, 0, 0), "{report}");
+        assert_eq!(report.rejected_count(), 21);
+        assert_eq!(report.rejected.len(), SHOWN_REJECTIONS, "only the first are kept");
+        assert_eq!(lines(&report)[..3], [5, 51, 101]);
+        assert!(reason_on(&report, 5).starts_with("duplicate of line 1003"), "{report}");
+        assert_eq!(reason_on(&report, 51), "owner_id `x49` is not a Discord id (a positive whole number)");
+        let shown = report.to_string();
+        assert!(shown.contains("rejected:         21"), "{shown}");
+        assert!(shown.contains("  line 951: owner_id `x949`"), "{shown}");
+        assert!(!shown.contains("line 1001"), "{shown}");
+        assert!(shown.contains("… and 1 more"), "{shown}");
+
+        assert_eq!(t.db.list_characters(GUILD, PLAYER).await.unwrap().len(), 980);
+        let hero = character(&t.db, PLAYER, "Hero 3").await;
+        assert_eq!(hero.portrait_url.as_deref(), Some(NEW_LINK), "the last record wins");
+
+        let again = import_file(&t.db, &path, &options).await.unwrap();
+        assert_eq!((again.created, again.updated, again.unchanged, again.rejected_count()), (0, 0, 980, 21), "{again}");
+    }
+
+    async fn a_reimport_in_batches_keeps_every_migrated_portrait(t: TestDb) {
+        let link = |i: usize| format!("https://cdn.discordapp.com/attachments/11/{i}/hero.png");
+        let export = |signature: &str| {
+            let mut text = String::from("guild_id,owner_id,name,portrait_url\n");
+            for i in 0..40 {
+                text.push_str(&format!("{GUILD},{PLAYER},Hero {i},{}{signature}\n", link(i)));
+            }
+            text
+        };
+        let options = ImportOptions { batch_size: 7, ..ImportOptions::default() };
+        let report = import_text(&t.db, &export(""), &options).await.unwrap();
+        assert_eq!(counts(&report), (40, 0, 0, 0), "{report}");
+
+        // Every second portrait migrated by a run, as the CDN migration does.
+        let run = t.db.start_migration_run(false, "test").await.unwrap();
+        for i in (0..40).step_by(2) {
+            let hero = character(&t.db, PLAYER, &format!("Hero {i}")).await;
+            let key = format!("prod/portraits/2025/01/{i:016x}_hero.png");
+            migrate(&t.db, &hero, &key, Some(&link(i)), Some(run.id)).await;
+        }
+        let before = all_characters(&t.db).await;
+
+        // The old bot's export again, every link signed anew: the same attachments.
+        let report = import_text(&t.db, &export("?ex=6650&is=664f&hm=beef"), &options).await.unwrap();
+        assert_eq!(counts(&report), (0, 0, 40, 0), "{report}");
+        assert_eq!((report.relinked, report.kept_uploads), (0, 0), "{report}");
+        let after = all_characters(&t.db).await;
+        assert_eq!(after, before, "migrated portraits kept, nothing touched");
+        assert_eq!(after.iter().filter(|c| c.portrait_id.is_some()).count(), 20);
     }
 }
