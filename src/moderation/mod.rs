@@ -88,27 +88,8 @@ impl ModerationService {
         }
         let blocked = self.block(&character, admin, reason).await?;
         self.db.clear_character_portrait(character.id).await?;
-        let object_deleted = self.release(character.portrait_id).await?;
-        history::record(
-            &self.db,
-            &character,
-            admin,
-            Action::Removed,
-            character.portrait_url.as_deref(),
-            Some(reason),
-        )
-        .await?;
-        self.portraits
-            .metrics()
-            .moderation_actions_total
-            .with_label_values(&[Action::Removed.as_str()])
-            .inc();
-        Ok(Removal {
-            removed_url: character.portrait_url.clone(),
-            character,
-            blocked,
-            object_deleted,
-        })
+        self.finish_removal(character, blocked, admin, Action::Removed, reason)
+            .await
     }
 
     /// Deletes a character, blocking its portrait's image and deleting the stored object when
@@ -133,12 +114,26 @@ impl ModerationService {
             .delete_character(character.id)
             .await?
             .ok_or(ModerationError::CharacterNotFound)?;
+        self.finish_removal(character, blocked, admin, Action::Deleted, reason)
+            .await
+    }
+
+    /// What a removal and a deletion share once the character no longer shows its portrait:
+    /// the object goes when nothing else uses it, the history and the metric record it.
+    async fn finish_removal(
+        &self,
+        character: Character,
+        blocked: Option<BlockedImage>,
+        admin: Actor,
+        action: Action,
+        reason: &str,
+    ) -> Result<Removal, ModerationError> {
         let object_deleted = self.release(character.portrait_id).await?;
         history::record(
             &self.db,
             &character,
             admin,
-            Action::Deleted,
+            action,
             character.portrait_url.as_deref(),
             Some(reason),
         )
@@ -146,7 +141,7 @@ impl ModerationService {
         self.portraits
             .metrics()
             .moderation_actions_total
-            .with_label_values(&[Action::Deleted.as_str()])
+            .with_label_values(&[action.as_str()])
             .inc();
         Ok(Removal {
             removed_url: character.portrait_url.clone(),
