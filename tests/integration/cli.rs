@@ -224,7 +224,8 @@ fn an_upload_too_costly_to_check_is_refused_naming_a_size_that_fits_and_nothing_
     );
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+/// Every file below `dir` (none when it does not exist).
+pub(crate) fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };

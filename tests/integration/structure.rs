@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use portrait_bot::character::{CharacterClass, CharacterName};
 use portrait_bot::db::{Character, Db, DbError};
 
-use crate::cli::portrait_bot;
+use crate::cli::{portrait_bot, walk};
 use crate::on_both_databases;
 use crate::support::app::{new_character, PLAYER as PLAYER_ID};
 use crate::support::bot::{content, is_ephemeral, TestBot};
@@ -88,23 +88,6 @@ async fn characters_in(dir: &Path) -> Vec<Character> {
     characters
 }
 
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .flat_map(|entry| {
-            let path = entry.path();
-            if path.is_dir() {
-                files_under(&path)
-            } else {
-                vec![path]
-            }
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn upload_refuses_a_name_the_bot_refuses_with_the_bots_message_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +110,7 @@ async fn upload_refuses_a_name_the_bot_refuses_with_the_bots_message_and_creates
         "no character created"
     );
     assert!(
-        files_under(&dir.path().join("data/objects")).is_empty(),
+        walk(&dir.path().join("data/objects")).is_empty(),
         "nothing stored"
     );
 }
@@ -149,7 +132,7 @@ async fn upload_of_a_refused_file_exits_4_and_leaves_no_character_and_no_object(
         "no character left behind"
     );
     assert!(
-        files_under(&dir.path().join("data/objects")).is_empty(),
+        walk(&dir.path().join("data/objects")).is_empty(),
         "nothing stored"
     );
 
