@@ -76,11 +76,7 @@ impl ModerationService {
         admin: Actor,
         reason: &str,
     ) -> Result<Removal, ModerationError> {
-        let character = self
-            .db
-            .character_by_id(character_id)
-            .await?
-            .ok_or(ModerationError::CharacterNotFound)?;
+        let character = self.character(character_id).await?;
         if character.portrait_url.is_none() {
             return Err(ModerationError::NoPortrait {
                 name: character.name.clone(),
@@ -100,11 +96,7 @@ impl ModerationService {
         admin: Actor,
         reason: &str,
     ) -> Result<Removal, ModerationError> {
-        let character = self
-            .db
-            .character_by_id(character_id)
-            .await?
-            .ok_or(ModerationError::CharacterNotFound)?;
+        let character = self.character(character_id).await?;
         let blocked = if character.portrait_url.is_some() {
             self.block(&character, admin, reason).await?
         } else {
@@ -116,6 +108,13 @@ impl ModerationService {
             .ok_or(ModerationError::CharacterNotFound)?;
         self.finish_removal(character, blocked, admin, Action::Deleted, reason)
             .await
+    }
+
+    async fn character(&self, id: i64) -> Result<Character, ModerationError> {
+        self.db
+            .character_by_id(id)
+            .await?
+            .ok_or(ModerationError::CharacterNotFound)
     }
 
     /// What a removal and a deletion share once the character no longer shows its portrait:
