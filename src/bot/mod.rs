@@ -1,5 +1,6 @@
 //! The Discord bot: poise commands over serenity. The only layer that knows Discord types.
 
+mod access;
 mod commands;
 mod embeds;
 mod error;
@@ -8,6 +9,7 @@ mod forms;
 mod gallery;
 mod lifecycle;
 mod limits;
+mod notify;
 mod upload;
 
 use std::future::Future;

@@ -246,6 +246,24 @@ fn id_field(value: &Value, key: &str) -> Option<u64> {
     }
 }
 
+/// A DM channel object (type 1) with `recipient`, as `POST /users/@me/channels` returns it.
+fn dm_channel_json(channel_id: u64, recipient: u64) -> Value {
+    json!({
+        "id": channel_id.to_string(),
+        "type": 1,
+        "last_message_id": null,
+        "flags": 0,
+        "recipients": [{
+            "id": recipient.to_string(),
+            "username": format!("user{recipient}"),
+            "discriminator": "0",
+            "global_name": null,
+            "avatar": null,
+            "public_flags": 0,
+        }],
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared state
 // ---------------------------------------------------------------------------------------------
@@ -288,6 +306,10 @@ struct DiscordState {
     global_commands: Vec<Value>,
     guild_commands: HashMap<u64, Vec<Value>>,
     refreshed_urls: HashMap<String, String>,
+    /// DM channel id by recipient, made by `POST /users/@me/channels`.
+    dm_channels: HashMap<u64, u64>,
+    /// Users who do not accept DMs from the bot: posting to their DM channel gets 403/50007.
+    dms_closed: HashSet<u64>,
 }
 
 struct Session {
@@ -610,6 +632,56 @@ impl TestDiscord {
         let state = self.shared.lock();
         let id = state.originals.get(&token)?;
         state.messages.get(id).cloned()
+    }
+
+    /// Every message in `channel_id` as it stands now, oldest first.
+    pub fn channel_messages(&self, channel_id: u64) -> Vec<Value> {
+        self.shared
+            .lock()
+            .messages
+            .values()
+            .filter(|m| id_field(m, "channel_id") == Some(channel_id))
+            .cloned()
+            .collect()
+    }
+
+    /// The DM channel the bot opened with `user_id`, if it opened one.
+    pub fn dm_channel(&self, user_id: u64) -> Option<u64> {
+        self.shared.lock().dm_channels.get(&user_id).copied()
+    }
+
+    /// The messages the bot sent `user_id` by DM, oldest first.
+    pub fn direct_messages(&self, user_id: u64) -> Vec<Value> {
+        match self.dm_channel(user_id) {
+            Some(channel_id) => self.channel_messages(channel_id),
+            None => Vec::new(),
+        }
+    }
+
+    /// From now on `user_id` does not accept DMs: opening the channel works, posting to it
+    /// gets 403 with code 50007, as when a member turned off DMs from server members.
+    pub fn close_dms(&self, user_id: u64) {
+        self.shared.lock().dms_closed.insert(user_id);
+    }
+
+    /// A press of the button `custom_id` on the stored message `message_id` (a message the
+    /// bot sent), by `user` with `permissions` in `guild_id`: the interaction carries the
+    /// message as it stands now, as Discord's does.
+    pub fn press_button(
+        &self,
+        message_id: u64,
+        custom_id: &str,
+        user: User,
+        guild_id: u64,
+        permissions: u64,
+    ) -> Value {
+        let message = self
+            .message(message_id)
+            .unwrap_or_else(|| panic!("simulated Discord: no message {message_id} to press"));
+        let channel_id = id_field(&message, "channel_id").unwrap_or(CHANNEL_ID);
+        let mut interaction = button_click(custom_id, user, guild_id, channel_id, message_id);
+        interaction["message"] = message;
+        with_permissions(interaction, permissions)
     }
 
     /// The commands registered by the last `PUT` (globally with `None`, or in a guild).
@@ -1057,10 +1129,28 @@ fn route(shared: &Shared, state: &mut DiscordState, method: &Method, call: &Rest
             message_verb(shared, state, verb, id, &body, &call.files)
         }
 
+        ("POST", ["users", "@me", "channels"]) => {
+            let Some(recipient) = id_field(&body, "recipient_id") else {
+                return discord_error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
+            };
+            let channel_id = *state.dm_channels.entry(recipient).or_insert_with(next_id);
+            json_response(StatusCode::OK, dm_channel_json(channel_id, recipient))
+        }
         ("POST", ["channels", channel, "messages"]) => {
             let Ok(channel_id) = channel.parse::<u64>() else {
                 return not_found();
             };
+            let closed_dm = state
+                .dm_channels
+                .iter()
+                .any(|(user, dm)| *dm == channel_id && state.dms_closed.contains(user));
+            if closed_dm {
+                return discord_error(
+                    StatusCode::FORBIDDEN,
+                    50007,
+                    "Cannot send messages to this user",
+                );
+            }
             let message = new_message(shared, state, channel_id, &body, &call.files, false, 0);
             json_response(StatusCode::OK, message)
         }
@@ -1811,6 +1901,25 @@ fn interaction_json(parts: InteractionParts<'_>) -> Value {
     if let Some(message) = parts.message {
         interaction["message"] = message;
     }
+    interaction
+}
+
+/// `interaction` (any kind, in a guild) as sent by a member with `permissions` (bits, e.g.
+/// [`permissions::MEMBER`] `|` [`permissions::MANAGE_GUILD`]).
+pub fn with_permissions(mut interaction: Value, permissions: u64) -> Value {
+    if let Some(member) = interaction.get_mut("member") {
+        member["permissions"] = json!(permissions.to_string());
+    }
+    interaction
+}
+
+/// `interaction` moved to `guild_id` and `channel_id` (a modal submit is built in
+/// [`GUILD_ID`]/[`CHANNEL_ID`]).
+pub fn in_guild(mut interaction: Value, guild_id: u64, channel_id: u64) -> Value {
+    interaction["guild_id"] = json!(guild_id.to_string());
+    interaction["channel_id"] = json!(channel_id.to_string());
+    interaction["channel"]["id"] = json!(channel_id.to_string());
+    interaction["authorizing_integration_owners"] = json!({ "0": guild_id.to_string() });
     interaction
 }
 

@@ -562,6 +562,48 @@ async fn rest_routes_answer_with_objects_serenity_accepts_and_unknown_routes_are
 }
 
 #[tokio::test]
+async fn a_dm_channel_is_opened_once_per_user_and_closed_dms_refuse_with_50007() {
+    let discord = TestDiscord::start().await;
+    let http = discord.http();
+    let player = serenity::all::UserId::new(PLAYER_USER.id);
+
+    let channel = player.create_dm_channel(&http).await.expect("a DM channel");
+    assert_eq!(channel.kind, serenity::all::ChannelType::Private);
+    assert_eq!(channel.recipient.id, player);
+    let again = player
+        .create_dm_channel(&http)
+        .await
+        .expect("the same DM channel");
+    assert_eq!(again.id, channel.id, "one DM channel per user");
+    channel
+        .id
+        .send_message(
+            &http,
+            CreateMessage::new().content("Your portrait was approved."),
+        )
+        .await
+        .expect("the DM");
+    let dms = discord.direct_messages(PLAYER_USER.id);
+    assert_eq!(dms.len(), 1);
+    assert_eq!(dms[0]["content"], "Your portrait was approved.");
+    assert!(discord.direct_messages(OTHER_USER.id).is_empty());
+
+    discord.close_dms(PLAYER_USER.id);
+    let refused = channel
+        .id
+        .send_message(&http, CreateMessage::new().content("again"))
+        .await;
+    match refused {
+        Err(serenity::Error::Http(HttpError::UnsuccessfulRequest(response))) => {
+            assert_eq!(response.status_code.as_u16(), 403);
+            assert_eq!(response.error.code, 50007);
+        }
+        other => panic!("a closed DM must be refused with 50007, got {other:?}"),
+    }
+    assert_eq!(discord.direct_messages(PLAYER_USER.id).len(), 1);
+}
+
+#[tokio::test]
 async fn a_4014_close_ends_the_client_with_disallowed_gateway_intents() {
     let (discord, bot) = connected().await;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
-use crate::bot::{BotError, Context};
+use crate::bot::{access, BotError, Context};
 use crate::discord_api::DiscordApi;
 use crate::migration::cdn::{MigrateOptions, MigrationSummary, Progress};
 use crate::units::human_bytes;
@@ -245,17 +245,9 @@ fn summary_message(summary: &MigrationSummary) -> serenity::EditMessage {
         ))
 }
 
-/// Members with Manage Server (or Administrator), and users listed in `ADMIN_USER_IDS`. The
-/// permissions are the ones Discord computed for this interaction.
+/// The `/admin` gate: [`access::is_admin`] with the permissions Discord computed for this
+/// interaction.
 async fn require_admin(ctx: Context<'_>) -> Result<bool, BotError> {
-    if ctx
-        .data()
-        .settings
-        .admin_user_ids
-        .contains(&ctx.author().id.get())
-    {
-        return Ok(true);
-    }
     let permissions = match ctx {
         poise::Context::Application(app) => app
             .interaction
@@ -264,10 +256,8 @@ async fn require_admin(ctx: Context<'_>) -> Result<bool, BotError> {
             .and_then(|member| member.permissions),
         poise::Context::Prefix(_) => None,
     };
-    if permissions.is_some_and(|p| p.manage_guild() || p.administrator()) {
+    if access::is_admin(&ctx.data().settings, ctx.author().id.get(), permissions) {
         return Ok(true);
     }
-    Err(BotError::player(
-        "Only server admins (members with Manage Server) can use `/admin` commands.",
-    ))
+    Err(BotError::player(access::ADMINS_ONLY))
 }
