@@ -8,6 +8,7 @@ use crate::discord_api::DiscordApi;
 use crate::fetch::{FetchError, Fetcher};
 use crate::metrics::Metrics;
 use crate::migration::cdn::CdnMigrator;
+use crate::moderation::ModerationService;
 use crate::portrait::{PortraitService, PortraitServiceSettings};
 use crate::storage::{StorageError, Store};
 
@@ -82,6 +83,12 @@ impl App {
             discord,
             self.settings.fetch.allowed_origins.clone(),
         )
+    }
+
+    /// The moderation services over this application's database, store and pipeline, for the
+    /// bot's `/admin` and `/privacy` commands and the CLI's `purge` alike.
+    pub fn moderation(&self) -> ModerationService {
+        ModerationService::new(self.db.clone(), self.store.clone(), self.portraits.clone())
     }
 
     /// Releases connections; call before exiting.

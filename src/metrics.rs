@@ -118,6 +118,11 @@ impl Metrics {
             &["action"],
         )
         .expect("valid metric");
+        // Present at 0 from the start, so /metrics shows the series (and its help) and a rate
+        // over it works before the first moderation action.
+        for action in ["removed", "deleted", "rejected", "blocked_upload"] {
+            moderation_actions_total.with_label_values(&[action]);
+        }
 
         for collector in [
             Box::new(uploads_total.clone()) as Box<dyn prometheus::core::Collector>,

@@ -8,6 +8,7 @@ use crate::discord_api::DiscordApi;
 use crate::migration::cdn::{CdnMigrator, MigrateOptions};
 use crate::migration::orphans::{delete_orphans, find_orphans, parse_age, spare, OrphanReport};
 use crate::migration::prefix::{self, KeyFailure, MigrationError};
+use crate::moderation::history::Actor;
 
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
@@ -141,7 +142,7 @@ pub(super) async fn migrate(settings: Settings, args: MigrateArgs) -> anyhow::Re
 
 async fn migrate_with(migrator: &CdnMigrator, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     if let Some(run) = args.rollback {
-        let restored = migrator.rollback(run).await?;
+        let restored = migrator.rollback(run, Actor::Operator).await?;
         println!("Run {run} rolled back: {restored} characters show their old link again.");
         return Ok(ExitCode::SUCCESS);
     }

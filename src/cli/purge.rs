@@ -8,7 +8,6 @@ use crate::app::App;
 use crate::character::DiscordId;
 use crate::config::Settings;
 use crate::moderation::privacy::{PurgePlan, PurgeReport};
-use crate::moderation::ModerationService;
 
 #[derive(Debug, clap::Args)]
 pub struct PurgeArgs {
@@ -31,8 +30,7 @@ pub(super) async fn purge(settings: Settings, args: PurgeArgs) -> anyhow::Result
 }
 
 async fn purge_with(app: &App, args: &PurgeArgs) -> anyhow::Result<ExitCode> {
-    let moderation =
-        ModerationService::new(app.db.clone(), app.store.clone(), app.portraits.clone());
+    let moderation = app.moderation();
     let plan = moderation
         .plan_purge(args.guild.get(), args.owner.map(|owner| owner.get()))
         .await?;

@@ -11,6 +11,7 @@
 use sqlx::{Any, Row, Transaction};
 
 use super::characters::character_from_row;
+use super::moderation::{record_history_in, HistoryBy};
 use super::{now_text, to_db_id, Backend, Character, Db, DbError};
 use crate::character::{CharacterBio, CharacterClass, CharacterName, DiscordId};
 
@@ -188,6 +189,16 @@ impl ImportTransaction {
         .execute(&mut *self.tx)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    /// Records `by`'s change of the character's portrait in its history, in this batch's
+    /// transaction (so a dry run, rolled back, records nothing).
+    pub async fn record_history(
+        &mut self,
+        character_id: i64,
+        by: &HistoryBy<'_>,
+    ) -> Result<(), DbError> {
+        record_history_in(&mut *self.tx, character_id, by).await
     }
 
     /// Saves the batch.

@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::characters::{character_from_row, COLUMNS as CHARACTER_COLUMNS};
+use super::moderation::{record_history_in, HistoryBy};
 use super::{now_text, Character, Db, DbError};
 
 /// One migration run, as recorded.
@@ -257,10 +258,15 @@ impl Db {
             .collect::<Result<_, _>>()?)
     }
 
-    /// Puts back the legacy URL of every character the run migrated, in one transaction.
-    /// A character whose portrait changed since (a new upload) keeps it. Returns how many
-    /// were restored.
-    pub async fn rollback_migration_run(&self, run_id: i64) -> Result<u64, DbError> {
+    /// Puts back the legacy URL of every character the run migrated, in one transaction,
+    /// recording each restored character's change as `by`'s in the history in that same
+    /// transaction. A character whose portrait changed since (a new upload) keeps it. Returns
+    /// how many were restored.
+    pub async fn rollback_migration_run(
+        &self,
+        run_id: i64,
+        by: &HistoryBy<'_>,
+    ) -> Result<u64, DbError> {
         let mut tx = self.pool.begin().await?;
         // Write first: on SQLite a transaction that reads before writing fails at once with
         // "database is locked" if another connection wrote in between.
@@ -302,7 +308,10 @@ impl Db {
                 .bind(&item.new_url)
                 .execute(&mut *tx)
                 .await?;
-                restored += updated.rows_affected();
+                if updated.rows_affected() == 1 {
+                    restored += 1;
+                    record_history_in(&mut *tx, item.character_id, by).await?;
+                }
             }
         }
         sqlx::query("UPDATE migration_items SET status = $3 WHERE run_id = $1 AND status = $2")

@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Connection, Executor};
 pub use characters::Character;
 pub use imports::{ImportTarget, ImportTransaction, ImportedCharacter};
 pub use migration_runs::{LeaseHolder, MigrationItem, MigrationRun};
-pub use moderation::{BlockedImage, GuildSettingsRow, HistoryRow, NewHistory};
+pub use moderation::{BlockedImage, GuildSettingsRow, HistoryBy, HistoryRow, NewHistory};
 pub use objects::{
     url_file_name, KeyReferences, ObjectReferences, PortraitReference, RenameOutcome,
 };

@@ -32,6 +32,40 @@ pub struct NewHistory<'a> {
     pub reason: Option<&'a str>,
 }
 
+/// Who made a change that a database write records by itself, inside its own transaction
+/// (a migration rollback, an import): the row takes the character's name and its portrait
+/// URL as the same transaction left them.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryBy<'a> {
+    /// As in [`NewHistory`].
+    pub actor_kind: &'a str,
+    pub actor_id: Option<u64>,
+    pub action: &'a str,
+}
+
+/// Records `by`'s change of character `character_id` on `executor` (a transaction's
+/// connection), taking the rest of the row from the character as it now stands.
+pub(super) async fn record_history_in(
+    executor: &mut sqlx::AnyConnection,
+    character_id: i64,
+    by: &HistoryBy<'_>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO portrait_history (guild_id, owner_id, character_id, character_name, \
+             actor_kind, actor_id, action, portrait_url, reason, created_at) \
+         SELECT guild_id, owner_id, id, name, $2, $3, $4, portrait_url, NULL, $5 \
+         FROM characters WHERE id = $1",
+    )
+    .bind(character_id)
+    .bind(by.actor_kind)
+    .bind(by.actor_id.map(to_db_id))
+    .bind(by.action)
+    .bind(now_text())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 /// A recorded change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRow {

@@ -17,6 +17,7 @@ use crate::db::{Character, Db, DbError, MigrationRun};
 use crate::discord_api::{DiscordApi, REFRESH_BATCH};
 use crate::fetch::{redacted, Origin};
 use crate::metrics::Metrics;
+use crate::moderation::history::{self, Action, Actor};
 use crate::portrait::{IngestError, IngestRequest, PortraitService, PortraitSource, Upload};
 
 /// How many items a dry run lists.
@@ -582,8 +583,9 @@ impl CdnMigrator {
         refreshed
     }
 
-    /// Restores the legacy URLs the run replaced; returns how many characters were restored.
-    pub async fn rollback(&self, run_id: i64) -> Result<u64, CdnMigrationError> {
+    /// Restores the legacy URLs the run replaced, recording each restored character's
+    /// change in its history as `by`'s; returns how many characters were restored.
+    pub async fn rollback(&self, run_id: i64, by: Actor) -> Result<u64, CdnMigrationError> {
         let run = self
             .db
             .migration_run(run_id)
@@ -592,7 +594,8 @@ impl CdnMigrator {
         if run.dry_run {
             return Err(CdnMigrationError::DryRunRollback(run_id));
         }
-        Ok(self.db.rollback_migration_run(run_id).await?)
+        let by = history::by(by, Action::RolledBack);
+        Ok(self.db.rollback_migration_run(run_id, &by).await?)
     }
 }
 

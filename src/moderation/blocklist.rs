@@ -4,25 +4,33 @@
 //!
 //! # Hash and threshold
 //!
-//! [`perceptual_hash`] is `image_hasher`'s DCT mean hash (pHash): 8×8 = 64 bits of the
-//! image's lowest frequencies. Two images are "the same picture" when their hashes differ in
-//! at most [`THRESHOLD`] bits. The threshold comes from a measurement (run
+//! [`hash`] is `image_hasher`'s DCT mean hash (pHash): 8×8 = 64 bits of the lowest
+//! frequencies of the image's [`Thumbnail`], the ≤ 32×32 grey grid the pipeline's bounded
+//! decode check averages from the first frame (so the check costs no second decode). Two
+//! images are "the same picture" when their hashes differ in at most [`THRESHOLD`] bits. The
+//! threshold comes from a measurement (run
 //! `cargo test --lib moderation::blocklist::tests::rates -- --nocapture`): 40 natural-looking
-//! 512-px scenes (gradients, shapes, noise), each turned into variants — JPEG quality 60–90,
-//! resized 50–200 %, cropped 2–5 % — against every pair of the scenes themselves; see the
-//! README's "Moderation" section for the table.
+//! 512-px scenes (gradients, shapes, noise), each turned into 10 variants — JPEG quality
+//! 60–90, resized 50–200 %, cropped 2–5 % — hashed through the same decode check as an
+//! upload, against the 780 pairs of different scenes:
+//!
+//! | threshold (bits) | variants caught | unrelated pairs blocked |
+//! | --- | --- | --- |
+//! | 1 | 95.0 % | 0 % |
+//! | **2** | **98.2 %** | **0 %** |
+//! | 3 | 99.2 % | 0.26 % (2 pairs) |
+//! | 4 | 99.8 % | 2.56 % |
 
-use bytes::Bytes;
 use image_hasher::{HashAlg, Hasher, HasherConfig, ImageHash};
 
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;
+use crate::portrait::inspect::{self, InspectLimits, Rejection, Thumbnail};
 
 /// Hashes at most this many bits apart are the same picture. Measured (module docs): at 2
-/// bits 97.0 % of the variants are caught and none of the 780 unrelated pairs; at 3, 98.0 %
-/// and 0.13 % (one pair); at 4, 99.5 % and 0.64 %. Refusing an innocent player's picture is
-/// worse than a re-upload a moderator removes again, so the threshold is the largest with no
-/// false positive measured.
+/// bits 98.2 % of the variants are caught and none of the 780 unrelated pairs; at 3, 99.2 %
+/// and 0.26 % (two pairs). Refusing an innocent player's picture is worse than a re-upload a
+/// moderator removes again, so the threshold is the largest with no false positive measured.
 pub const THRESHOLD: u32 = 2;
 
 /// An upload refused because its picture is on the server's block-list.
@@ -35,11 +43,6 @@ pub struct Blocked {
     pub distance: u32,
 }
 
-/// The image could not be hashed (it does not decode).
-#[derive(Debug, thiserror::Error)]
-#[error("could not read the image to compute its perceptual hash: {0}")]
-pub struct HashError(#[from] image::ImageError);
-
 fn hasher() -> Hasher {
     HasherConfig::new()
         .hash_alg(HashAlg::Mean)
@@ -48,11 +51,17 @@ fn hasher() -> Hasher {
         .to_hasher()
 }
 
-/// The perceptual hash of an encoded image, as the base64 text stored in the block-list.
-/// Decodes the whole image: call it off the async threads.
-pub fn perceptual_hash(bytes: &[u8]) -> Result<String, HashError> {
-    let image = image::load_from_memory(bytes)?;
-    Ok(hasher().hash_image(&image).to_base64())
+/// The perceptual hash of an image's thumbnail, as the base64 text stored in the block-list.
+/// Cheap (the thumbnail is at most 32×32): fine on the async threads.
+pub fn hash(thumbnail: &Thumbnail) -> String {
+    hasher().hash_image(&thumbnail.to_image()).to_base64()
+}
+
+/// The perceptual hash of an encoded image, through the pipeline's bounded decode check
+/// ([`inspect::inspect_with_thumbnail`]), so it is the hash an upload of the same bytes gets.
+/// Decodes the whole image: call it off the async threads, behind the decode semaphore.
+pub fn perceptual_hash(bytes: &[u8], limits: &InspectLimits) -> Result<String, Rejection> {
+    inspect::inspect_with_thumbnail(bytes, limits).map(|(_, thumbnail)| hash(&thumbnail))
 }
 
 /// How many bits two stored hashes differ in; `None` when either is not a hash of ours.
@@ -75,19 +84,20 @@ pub fn closest<'a>(
 }
 
 /// Refuses an upload whose picture a server's moderators removed or rejected. Call it with
-/// the bytes about to be stored, before storing them.
+/// the thumbnail the pipeline's decode check made of the bytes about to be stored, before
+/// storing them.
 ///
-/// A server with an empty block-list costs one indexed query and no decoding. When the check
-/// itself cannot run (the database is unreachable, the hash cannot be computed), the upload is
-/// let through with a warning: the database write that follows would fail in the first case,
-/// and the image already passed the pipeline's decode check in the second.
+/// A server with an empty block-list costs one indexed query. Only a database fault lets the
+/// upload through (with a warning): the check cannot run, and the database write that
+/// follows would fail anyway if the fault lasts. An image that decoded always has a thumbnail
+/// and so is always checked.
 pub async fn check(
     db: &Db,
     metrics: &Metrics,
     guild_id: u64,
-    image_bytes: &Bytes,
+    thumbnail: &Thumbnail,
 ) -> Result<(), Blocked> {
-    match find_match(db, guild_id, image_bytes).await {
+    match find_match(db, guild_id, thumbnail).await {
         Ok(None) => Ok(()),
         Ok(Some(blocked)) => {
             metrics
@@ -97,44 +107,26 @@ pub async fn check(
             Err(blocked)
         }
         Err(err) => {
-            tracing::warn!(guild_id, error = %err, "could not check the block-list; letting the upload through");
+            tracing::warn!(guild_id, error = %err, "could not read the block-list; letting the upload through");
             Ok(())
         }
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum CheckError {
-    #[error(transparent)]
-    Database(#[from] DbError),
-    #[error(transparent)]
-    Hash(#[from] HashError),
-}
-
 async fn find_match(
     db: &Db,
     guild_id: u64,
-    image_bytes: &Bytes,
-) -> Result<Option<Blocked>, CheckError> {
+    thumbnail: &Thumbnail,
+) -> Result<Option<Blocked>, DbError> {
     if !db.has_blocked_images(guild_id).await? {
         return Ok(None);
     }
-    let hash = hash_off_thread(image_bytes.clone()).await?;
+    let hash = hash(thumbnail);
     let entries = db.blocked_images(guild_id).await?;
     Ok(
         closest(&hash, entries.iter().map(|e| (e.id, e.phash.as_str())))
             .map(|(entry_id, distance)| Blocked { entry_id, distance }),
     )
-}
-
-/// [`perceptual_hash`] on the blocking pool.
-pub async fn hash_off_thread(bytes: Bytes) -> Result<String, HashError> {
-    match tokio::task::spawn_blocking(move || perceptual_hash(&bytes)).await {
-        Ok(result) => result,
-        Err(err) => Err(HashError(image::ImageError::IoError(
-            std::io::Error::other(err.to_string()),
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The history of every change of a character's portrait: who, what, when and why.
 
-use crate::db::{Character, Db, DbError, HistoryRow, NewHistory};
+use crate::db::{Character, Db, DbError, HistoryBy, HistoryRow, NewHistory};
 use crate::portrait::{IngestRequest, PortraitSource};
 
 /// Who made a change.
@@ -69,8 +69,18 @@ impl Action {
 /// How many changes `/admin history` shows by default.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 10;
 
+/// Who and what, for a change the database records inside its own transaction (a migration
+/// rollback, an import).
+pub fn by(actor: Actor, action: Action) -> HistoryBy<'static> {
+    HistoryBy {
+        actor_kind: actor.kind(),
+        actor_id: actor.id(),
+        action: action.as_str(),
+    }
+}
+
 /// Records a change of `character`'s portrait; `portrait_url` is what it shows afterwards
-/// (or the image concerned, for a removal).
+/// (or the image concerned, for a removal or a reset).
 pub async fn record(
     db: &Db,
     character: &Character,
@@ -104,8 +114,26 @@ pub async fn record_ingest(db: &Db, character: &Character, request: &IngestReque
         | PortraitSource::RegistrationMessage
         | PortraitSource::Form => (Actor::Player(request.uploader_id), Action::Uploaded),
     };
-    let url = character.portrait_url.as_deref();
-    if let Err(err) = record(db, character, actor, action, url, None).await {
+    record_logged(
+        db,
+        character,
+        actor,
+        action,
+        character.portrait_url.as_deref(),
+    )
+    .await;
+}
+
+/// [`record`] for a change that already happened and must not be reported as failed: a
+/// failure is logged, not raised.
+pub async fn record_logged(
+    db: &Db,
+    character: &Character,
+    actor: Actor,
+    action: Action,
+    portrait_url: Option<&str>,
+) {
+    if let Err(err) = record(db, character, actor, action, portrait_url, None).await {
         tracing::warn!(character_id = character.id, error = %err, "could not record a portrait change");
     }
 }

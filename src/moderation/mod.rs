@@ -150,9 +150,10 @@ impl ModerationService {
         })
     }
 
-    /// Adds the character's stored image to its server's block-list. An image that cannot be
-    /// read (no stored object, a storage fault) is logged and not blocked: the removal itself
-    /// must still happen.
+    /// Adds the character's stored image to its server's block-list, hashed through the same
+    /// bounded decode check as an upload (so a re-upload of it gets the same hash). An image
+    /// that cannot be read (no stored object, a storage fault, or refused by limits lowered
+    /// since it was stored) is logged and not blocked: the removal itself must still happen.
     async fn block(
         &self,
         character: &Character,
@@ -173,8 +174,8 @@ impl ModerationService {
                 return Ok(None);
             }
         };
-        let hash = match blocklist::hash_off_thread(bytes).await {
-            Ok(hash) => hash,
+        let hash = match self.portraits.thumbnail_of(bytes).await {
+            Ok(thumbnail) => blocklist::hash(&thumbnail),
             Err(err) => {
                 tracing::warn!(key = %record.storage_key, error = %err,
                     "could not hash a removed portrait to block it");

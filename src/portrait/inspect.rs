@@ -14,6 +14,10 @@
 //! Integrity is checked as strictly as common decoders check it: every PNG chunk's CRC (APNG
 //! frames included) and the zlib checksum, JPEG in strict mode, and an embedded colour profile
 //! no larger than [`MAX_COLOUR_PROFILE_BYTES`] (see `profile`).
+//!
+//! The same decode averages the first frame into a [`Thumbnail`], a grid of at most 32×32
+//! greys from which the block-list's perceptual hash is computed: comparing an upload with the
+//! block-list needs no decode of its own.
 
 mod decode;
 mod header;
@@ -21,6 +25,7 @@ mod profile;
 mod sniff;
 #[cfg(test)]
 pub(crate) mod tests;
+mod thumbnail;
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -31,6 +36,7 @@ use decode::{verify_gif, verify_jpeg, verify_png, verify_webp};
 use header::{read_header, DECODER_STATE_MEMORY};
 use profile::check_colour_profile;
 use sniff::sniff;
+pub use thumbnail::{Thumbnail, THUMBNAIL_SIDE};
 
 /// The image formats accepted as portraits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -308,22 +314,22 @@ pub fn inspect_header(bytes: &[u8], limits: &InspectLimits) -> Result<ImageInfo,
 }
 
 /// Proves every frame of an image accepted by [`inspect_header`] decodes, so a corrupt or
-/// truncated file is refused. CPU-heavy and blocking: run it in `spawn_blocking` behind the
-/// decode semaphore.
+/// truncated file is refused, and returns the first frame's [`Thumbnail`]. CPU-heavy and
+/// blocking: run it in `spawn_blocking` behind the decode semaphore.
 pub fn verify_decodes(
     bytes: &[u8],
     info: &ImageInfo,
     limits: &InspectLimits,
-) -> Result<(), Rejection> {
-    verify_frames(bytes, info, limits).map(|_| ())
+) -> Result<Thumbnail, Rejection> {
+    verify_frames(bytes, info, limits).map(|decoded| decoded.thumbnail)
 }
 
-/// [`verify_decodes`], returning how many frames were decoded.
-pub fn verify_frames(
+/// [`verify_decodes`], with how many frames were decoded.
+fn verify_frames(
     bytes: &[u8],
     info: &ImageInfo,
     limits: &InspectLimits,
-) -> Result<u32, Rejection> {
+) -> Result<decode::Decoded, Rejection> {
     // `info` may come from another call; the limits are cheap to re-check and the decoders
     // below must never see an image whose size and cost were not checked.
     check_costs(info, limits)?;
@@ -347,9 +353,18 @@ pub fn verify_frames(
 
 /// [`inspect_header`] then [`verify_decodes`]; the returned info counts the frames decoded.
 pub fn inspect(bytes: &[u8], limits: &InspectLimits) -> Result<ImageInfo, Rejection> {
+    inspect_with_thumbnail(bytes, limits).map(|(info, _)| info)
+}
+
+/// [`inspect`], with the first frame's [`Thumbnail`].
+pub fn inspect_with_thumbnail(
+    bytes: &[u8],
+    limits: &InspectLimits,
+) -> Result<(ImageInfo, Thumbnail), Rejection> {
     let mut info = inspect_header(bytes, limits)?;
-    info.frames_checked = verify_frames(bytes, &info, limits)?;
-    Ok(info)
+    let decoded = verify_frames(bytes, &info, limits)?;
+    info.frames_checked = decoded.frames;
+    Ok((info, decoded.thumbnail))
 }
 
 fn check_costs(info: &ImageInfo, limits: &InspectLimits) -> Result<(), Rejection> {

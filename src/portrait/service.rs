@@ -8,12 +8,13 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::inspect::{self, ImageFormat, ImageInfo, InspectLimits, Rejection};
+use super::inspect::{self, ImageFormat, ImageInfo, InspectLimits, Rejection, Thumbnail};
 use super::key::portrait_key;
 use super::sanitize::{self, SanitizeError};
 use crate::db::{Character, Db, DbError, NewFallback, NewPortrait, PortraitRecord};
 use crate::fetch::{FetchError, Fetcher};
 use crate::metrics::Metrics;
+use crate::moderation::history::{self, Action, Actor};
 use crate::storage::{StorageError, Store};
 use crate::units::human_bytes;
 
@@ -336,7 +337,7 @@ impl PortraitService {
         self.observe_stage("inspect", started);
 
         let started = Instant::now();
-        let sanitized = {
+        let (sanitized, thumbnail) = {
             let _decode_slot = self
                 .decode_slots
                 .acquire()
@@ -344,7 +345,7 @@ impl PortraitService {
                 .map_err(|_| IngestError::Worker("the decode queue was closed".into()))?;
             let original = bytes.clone();
             tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
-                inspect::verify_decodes(&original, &info, &limits)?;
+                let thumbnail = inspect::verify_decodes(&original, &info, &limits)?;
                 let sanitized = sanitize::strip_metadata(original, info.format)
                     .map_err(IngestError::Sanitize)?;
                 // What we store must still be the same image the checks passed.
@@ -356,7 +357,7 @@ impl PortraitService {
                         "metadata removal changed the image header".into(),
                     ));
                 }
-                Ok(sanitized)
+                Ok((sanitized, thumbnail))
             })
             .await
             .map_err(|err| IngestError::Worker(err.to_string()))??
@@ -365,8 +366,7 @@ impl PortraitService {
         self.observe_stage("check", started);
         // Moderation: a picture this server's moderators removed is refused before storing.
         let guild_id = request.character.guild_id;
-        crate::moderation::blocklist::check(&self.db, &self.metrics, guild_id, &sanitized.bytes)
-            .await?;
+        crate::moderation::blocklist::check(&self.db, &self.metrics, guild_id, &thumbnail).await?;
 
         self.store_and_record(sanitized.bytes, &info, sanitized.removed, request)
             .await
@@ -431,7 +431,7 @@ impl PortraitService {
             .await?;
         self.observe_stage("record", started);
         // Moderation: every portrait change goes into the character's history.
-        crate::moderation::history::record_ingest(&self.db, &character, request).await;
+        history::record_ingest(&self.db, &character, request).await;
 
         Ok(StoredPortrait {
             record,
@@ -462,7 +462,8 @@ impl PortraitService {
             source: &record.source,
             legacy_url: request.legacy_url,
         };
-        let (record, _) = self.attach_and_release(&new, request, None).await?;
+        let (record, character) = self.attach_and_release(&new, request, None).await?;
+        history::record_ingest(&self.db, &character, request).await;
         if !self
             .store
             .exists(&record.storage_key)
@@ -594,15 +595,39 @@ impl PortraitService {
     }
 
     /// Puts a character back on the default portrait, deleting its old object when no other
-    /// character shows it.
-    pub async fn reset_portrait(&self, character_id: i64) -> Result<Option<Character>, DbError> {
+    /// character shows it; the history records `by`'s reset with the image it stopped showing.
+    pub async fn reset_portrait(
+        &self,
+        character_id: i64,
+        by: Actor,
+    ) -> Result<Option<Character>, DbError> {
         let Some(before) = self.db.clear_character_portrait(character_id).await? else {
             return Ok(None);
         };
         if let Some(previous) = before.portrait_id {
             self.release_portrait(previous).await;
         }
+        if let Some(url) = before.portrait_url.as_deref() {
+            history::record_logged(&self.db, &before, by, Action::Reset, Some(url)).await;
+        }
         self.db.character_by_id(character_id).await
+    }
+
+    /// The [`Thumbnail`] of an image we already store, made by the same bounded decode check
+    /// as an upload's, behind the same decode semaphore: what the block-list hashes when a
+    /// moderator removes a portrait.
+    pub async fn thumbnail_of(&self, bytes: Bytes) -> Result<Thumbnail, IngestError> {
+        let limits = self.settings.limits;
+        let _decode_slot = self
+            .decode_slots
+            .acquire()
+            .await
+            .map_err(|_| IngestError::Worker("the decode queue was closed".into()))?;
+        tokio::task::spawn_blocking(move || inspect::inspect_with_thumbnail(&bytes, &limits))
+            .await
+            .map_err(|err| IngestError::Worker(err.to_string()))?
+            .map(|(_, thumbnail)| thumbnail)
+            .map_err(IngestError::Rejected)
     }
 
     /// Deletes a portrait's row and object once no character shows it. Failures are logged,

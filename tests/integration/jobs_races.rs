@@ -10,6 +10,7 @@ use portrait_bot::discord_api::DiscordApi;
 use portrait_bot::fetch::Origin;
 use portrait_bot::migration::cdn::{CdnMigrator, MigrateOptions, MigrationSummary};
 use portrait_bot::migration::orphans::cleanup_orphans;
+use portrait_bot::moderation::history::Actor;
 use portrait_bot::portrait::{IngestRequest, PortraitSource, Upload};
 use portrait_bot::secret::Secret;
 
@@ -174,10 +175,10 @@ on_both_databases! {
 
         // The object goes only when no character uses it any more.
         for character in &party[..5] {
-            t.app.portraits.reset_portrait(character.id).await.unwrap();
+            t.app.portraits.reset_portrait(character.id, Actor::Player(character.owner_id)).await.unwrap();
         }
         assert_eq!(t.bucket_keys().await, keys, "Fay still shows it");
-        t.app.portraits.reset_portrait(party[5].id).await.unwrap();
+        t.app.portraits.reset_portrait(party[5].id, Actor::Player(party[5].owner_id)).await.unwrap();
         assert_eq!(t.bucket_keys().await, Vec::<String>::new());
         assert_eq!(t.app.db.stats().await.unwrap().portraits, 0);
     }

@@ -11,6 +11,7 @@ use portrait_bot::fetch::Origin;
 use portrait_bot::migration::cdn::{CdnMigrator, MigrateOptions, MigrationSummary};
 use portrait_bot::migration::orphans::{delete_orphans, find_orphans, find_orphans_paged};
 use portrait_bot::migration::prefix::{migrate_prefix, migrate_prefix_paged};
+use portrait_bot::moderation::history::Actor;
 use portrait_bot::storage::Store;
 
 use crate::on_both_databases;
@@ -235,10 +236,10 @@ on_both_databases! {
         }
         assert_eq!(t.bucket_keys().await.len(), 8, "no duplicates after resuming");
 
-        let restored = migrator(&t).rollback(resumed.run_id).await.unwrap();
+        let restored = migrator(&t).rollback(resumed.run_id, Actor::Operator).await.unwrap();
         assert_eq!(restored, resumed.migrated);
         let first_run = runs[1].id;
-        migrator(&t).rollback(first_run).await.unwrap();
+        migrator(&t).rollback(first_run, Actor::Operator).await.unwrap();
         assert_eq!(state(&t, &planted).await, before, "both runs rolled back: every legacy link is back");
     }
 

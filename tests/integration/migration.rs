@@ -9,6 +9,7 @@ use portrait_bot::db::Character;
 use portrait_bot::discord_api::DiscordApi;
 use portrait_bot::fetch::Origin;
 use portrait_bot::migration::cdn::{CdnMigrator, MigrateOptions, MigrationSummary};
+use portrait_bot::moderation::history::Actor;
 use portrait_bot::secret::Secret;
 
 use crate::cli::portrait_bot;
@@ -296,7 +297,7 @@ on_both_databases! {
         let summary = run(&migrator, false).await;
         assert_eq!(summary.migrated, 150);
 
-        let restored = migrator.rollback(summary.run_id).await.unwrap();
+        let restored = migrator.rollback(summary.run_id, Actor::Operator).await.unwrap();
 
         assert_eq!(restored, 150);
         for p in &planted {

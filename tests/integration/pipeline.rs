@@ -1,6 +1,7 @@
 //! The shared ingest pipeline end to end: simulated CDN → checks → s3s-fs → database.
 
 use bytes::Bytes;
+use portrait_bot::moderation::history::Actor;
 use portrait_bot::portrait::{IngestError, IngestRequest, PortraitOutcome, PortraitSource, Upload};
 use portrait_bot::storage::CACHE_CONTROL;
 
@@ -198,7 +199,7 @@ on_both_databases! {
         let key = shared.record.storage_key.clone();
         assert!(t.s3.store().exists(&key).await.unwrap(), "still shown by the other character");
 
-        t.app.portraits.reset_portrait(other.id).await.unwrap();
+        t.app.portraits.reset_portrait(other.id, Actor::Player(other.owner_id)).await.unwrap();
         assert!(!t.s3.store().exists(&key).await.unwrap(), "deleted once nothing shows it");
         assert_eq!(t.reload(&other).await.portrait_url, None);
         assert_eq!(t.bucket_keys().await, std::slice::from_ref(&replacement.record.storage_key));

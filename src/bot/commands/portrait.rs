@@ -5,6 +5,7 @@ use poise::serenity_prelude as serenity;
 use super::{autocomplete_own_character, find_character, show_card};
 use crate::bot::upload::{self, AttachmentLink};
 use crate::bot::{embeds, BotError, Context};
+use crate::moderation::history::Actor;
 use crate::portrait::PortraitSource;
 
 /// Change, show or reset a character's portrait.
@@ -70,7 +71,7 @@ async fn reset(
         .data()
         .app
         .portraits
-        .reset_portrait(character.id)
+        .reset_portrait(character.id, Actor::Player(ctx.author().id.get()))
         .await?
         .ok_or_else(|| BotError::player("That character was just deleted."))?;
     let reply = embeds::card(ctx, &character)

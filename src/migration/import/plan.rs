@@ -10,8 +10,11 @@ use crate::character::{
     quoted, CharacterBio, CharacterClass, CharacterError, CharacterName, DiscordId, DiscordIdError,
     TextField,
 };
-use crate::db::{Character, DbError, ImportTarget, ImportTransaction, ImportedCharacter};
+use crate::db::{
+    Character, DbError, HistoryBy, ImportTarget, ImportTransaction, ImportedCharacter,
+};
 use crate::fetch::Origin;
+use crate::moderation::history::{self, Action, Actor};
 
 /// How often a record is read and decided again when a concurrent change beat its write.
 const ATTEMPTS: usize = 3;
@@ -291,7 +294,10 @@ pub(super) async fn apply(
                     bio: record.bio.for_new_character(),
                     portrait_url: record.portrait_url.as_deref(),
                 };
-                if tx.create(&new).await?.is_some() {
+                if let Some(created) = tx.create(&new).await? {
+                    if created.portrait_url.is_some() {
+                        tx.record_history(created.id, &imported()).await?;
+                    }
                     return Ok(Outcome::Created);
                 }
                 // Created concurrently: read it and update it instead.
@@ -302,12 +308,20 @@ pub(super) async fn apply(
                     return Ok(Outcome::Unchanged(decision));
                 }
                 if tx.compare_and_update(&target.character, &wanted).await? {
+                    if wanted.portrait_url != target.character.portrait_url {
+                        tx.record_history(wanted.id, &imported()).await?;
+                    }
                     return Ok(Outcome::Updated(decision));
                 }
             }
         }
     }
     Ok(Outcome::Contended)
+}
+
+/// An imported link is the portrait "uploaded" by the import.
+fn imported() -> HistoryBy<'static> {
+    history::by(Actor::Import, Action::Uploaded)
 }
 
 impl ImportReport {

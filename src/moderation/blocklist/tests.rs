@@ -9,6 +9,11 @@ use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 
 use super::*;
 
+/// Through the pipeline's decode check, as an upload is hashed.
+fn perceptual_hash(bytes: &[u8]) -> Result<String, Rejection> {
+    super::perceptual_hash(bytes, &InspectLimits::default())
+}
+
 const SCENES: u64 = 40;
 const SIDE: u32 = 512;
 
@@ -229,5 +234,55 @@ fn the_refusal_says_the_moderators_removed_the_image() {
     assert_eq!(
         blocked.to_string(),
         "This image was removed by this server's moderators."
+    );
+}
+
+/// The block-list's memory on the largest photo the defaults admit (40 MP): the hash now comes
+/// from the thumbnail the pipeline's bounded decode check makes, where the check used to
+/// decode the whole image a second time to full colour, outside the decode permit.
+#[test]
+fn checking_a_large_upload_needs_no_memory_beyond_the_decode_check() {
+    use testkit::allocation_meter::thread_peak_during;
+    const MIB: f64 = 1024.0 * 1024.0;
+
+    // The file weighs more than the default 10 MiB upload cap; the pixels are what matter here.
+    let limits = InspectLimits {
+        max_bytes: 32 * 1024 * 1024,
+        ..InspectLimits::default()
+    };
+    let photo = testkit::images::photo_jpeg(8000, 5000, 3, 90);
+    let info = inspect::inspect_header(&photo, &limits).expect("within the limits");
+    let (thumbnail, decode_peak) =
+        thread_peak_during(|| inspect::verify_decodes(&photo, &info, &limits));
+    let thumbnail = thumbnail.expect("decodes");
+    let (now, hash_peak) = thread_peak_during(|| hash(&thumbnail));
+    // The former check, for comparison: a full decode, then the hash of the whole image.
+    let (before, before_peak) = thread_peak_during(|| {
+        image::load_from_memory(&photo).map(|image| hasher().hash_image(&image).to_base64())
+    });
+    let before = before.expect("decodes");
+    println!(
+        "40 MP JPEG ({:.1} MiB): decode check {:.1} MiB (estimate {:.1} MiB); block-list hash \
+         now {:.1} KiB from the {}×{} thumbnail; before, a second decode of {:.1} MiB \
+         (cargo test --lib moderation::blocklist::tests::checking_a_large -- --nocapture)",
+        photo.len() as f64 / MIB,
+        decode_peak as f64 / MIB,
+        info.decode_memory as f64 / MIB,
+        hash_peak as f64 / 1024.0,
+        thumbnail.width(),
+        thumbnail.height(),
+        before_peak as f64 / MIB,
+    );
+    assert!(
+        decode_peak <= info.decode_memory,
+        "the thumbnail fits the estimate"
+    );
+    assert!(
+        hash_peak < 256 * 1024,
+        "hashing the thumbnail took {hash_peak} bytes"
+    );
+    assert!(
+        distance(&now, &before).is_some_and(|d| d <= THRESHOLD),
+        "the thumbnail's hash is the picture's"
     );
 }

@@ -1,4 +1,5 @@
-//! Proving every frame decodes, each codec crate driven directly and bounded by the limits.
+//! Proving every frame decodes, each codec crate driven directly and bounded by the limits,
+//! averaging the first frame's pixels into a [`Thumbnail`] on the way.
 
 use std::io::Cursor;
 use std::num::NonZeroU64;
@@ -8,12 +9,29 @@ use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 
 use super::header::{jpeg_check_colorspace, to_u32};
+use super::thumbnail::{gif_interlaced_row, luma, Adam7Rows, Averager, Thumbnail};
 use super::{
     check_dimensions, ImageFormat, InspectLimits, Rejection, ANIMATION_PIXEL_BUDGET_FACTOR,
 };
 use crate::portrait::formats::find;
 use crate::portrait::formats::jpeg::header_segments;
 use crate::portrait::formats::webp::{chunks, riff_end, vp8_dimensions, vp8l_dimensions};
+
+/// What a successful decode check saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Decoded {
+    pub(super) frames: u32,
+    pub(super) thumbnail: Thumbnail,
+}
+
+/// The thumbnail of a frame every row of which was decoded; a cell left empty means the
+/// decoder delivered fewer rows than the header promised, which is corruption.
+fn finish(format: ImageFormat, frames: u32, averager: Averager) -> Result<Decoded, Rejection> {
+    let thumbnail = averager
+        .finish()
+        .ok_or_else(|| Rejection::corrupt(format, "rows missing from the first frame"))?;
+    Ok(Decoded { frames, thumbnail })
+}
 
 /// Counts pixels decoded across the frames of an animation against its budget.
 struct AnimationBudget {
@@ -46,7 +64,7 @@ impl AnimationBudget {
     }
 }
 
-pub(super) fn verify_png(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Rejection> {
+pub(super) fn verify_png(bytes: &[u8], limits: &InspectLimits) -> Result<Decoded, Rejection> {
     const FORMAT: ImageFormat = ImageFormat::Png;
     let corrupt = |e: png::DecodingError| Rejection::corrupt(FORMAT, e);
 
@@ -72,11 +90,19 @@ pub(super) fn verify_png(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Re
     decoder.set_limits(png::Limits {
         bytes: usize::try_from(budget).unwrap_or(usize::MAX),
     });
-    decoder.set_transformations(png::Transformations::IDENTITY);
+    // 8-bit grey or colour rows (palettes and low bit depths expanded, 16 bits cut to 8), for
+    // the thumbnail; a row is at most 4 × the width checked below.
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().map_err(corrupt)?;
 
     let (width, height) = (reader.info().width, reader.info().height);
     check_dimensions(width, height, limits)?;
+    let channels = reader.output_color_type().0.samples();
+    let mut averager = Averager::new(width, height);
+    let mut places = reader
+        .info()
+        .interlaced
+        .then(|| Adam7Rows::new(width, height));
     let frames = match reader.info().animation_control {
         None => 1,
         // Without an fcTL before IDAT, the IDAT image is a fallback shown by non-APNG viewers
@@ -98,15 +124,38 @@ pub(super) fn verify_png(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Re
             (_, None) => return Err(Rejection::corrupt(FORMAT, "animation frame without fcTL")),
         };
         budget.add_frame(u64::from(frame_width) * u64::from(frame_height))?;
-        while reader.next_row().map_err(corrupt)?.is_some() {}
+        if index > 0 {
+            while reader.next_row().map_err(corrupt)?.is_some() {}
+            continue;
+        }
+        // The first frame is the image itself (APNG's default image): its rows feed the
+        // thumbnail.
+        let mut y = 0;
+        while let Some(row) = reader.next_interlaced_row().map_err(corrupt)? {
+            match (row.interlace(), places.as_mut()) {
+                (png::InterlaceInfo::Null(_), None) => {
+                    averager.add_pixels(y, row.data(), channels);
+                    y += 1;
+                }
+                (png::InterlaceInfo::Adam7(info), Some(places)) => {
+                    let place = places
+                        .next()
+                        .filter(|p| *info == png::Adam7Info::new(p.pass, p.line, width))
+                        .ok_or_else(|| Rejection::corrupt(FORMAT, "unexpected interlaced row"))?;
+                    let lumas = super::thumbnail::lumas(row.data(), channels);
+                    averager.add_row(place.y, place.x0, place.step, lumas);
+                }
+                _ => return Err(Rejection::corrupt(FORMAT, "unexpected interlacing")),
+            }
+        }
     }
     // Requires IEND and checks the CRC of every chunk after the image data, so a file cut
     // short after its last IDAT is refused too.
     reader.finish().map_err(corrupt)?;
-    Ok(frames)
+    finish(FORMAT, frames, averager)
 }
 
-pub(super) fn verify_jpeg(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Rejection> {
+pub(super) fn verify_jpeg(bytes: &[u8], limits: &InspectLimits) -> Result<Decoded, Rejection> {
     const FORMAT: ImageFormat = ImageFormat::Jpeg;
     let corrupt = |e: zune_jpeg::errors::DecodeErrors| Rejection::corrupt(FORMAT, e);
 
@@ -146,7 +195,33 @@ pub(super) fn verify_jpeg(bytes: &[u8], limits: &InspectLimits) -> Result<u32, R
     if !jpeg_has_end_of_image(bytes) {
         return Err(Rejection::corrupt(FORMAT, "end of image marker missing"));
     }
-    Ok(1)
+    let (width, height) = (to_u32(width), to_u32(height));
+    let mut averager = Averager::new(width, height);
+    let channels = output.num_components();
+    for (y, row) in pixels.chunks_exact(width as usize * channels).enumerate() {
+        let y = to_u32(y);
+        match output {
+            ColorSpace::CMYK => averager.add_row(y, 0, 1, row.chunks_exact(4).map(cmyk_luma)),
+            ColorSpace::YCCK => averager.add_row(y, 0, 1, row.chunks_exact(4).map(ycck_luma)),
+            _ => averager.add_pixels(y, row, channels),
+        }
+    }
+    finish(FORMAT, 1, averager)
+}
+
+/// `a × b / 255`, rounded: how ink and black combine.
+fn blend(a: u8, b: u8) -> u8 {
+    ((u32::from(a) * u32::from(b) + 127) / 255) as u8
+}
+
+/// The luma of a CMYK pixel as stored in JPEGs (inverted, Adobe's way, as zune-jpeg reads it).
+fn cmyk_luma(p: &[u8]) -> u8 {
+    luma(blend(p[0], p[3]), blend(p[1], p[3]), blend(p[2], p[3]))
+}
+
+/// A YCCK pixel's luma, from its Y and K channels: the colour channels hardly move it.
+fn ycck_luma(p: &[u8]) -> u8 {
+    blend(255 - p[0], p[3])
 }
 
 /// Whether an EOI marker follows the first scan. Entropy-coded data never contains `FF D9`
@@ -159,7 +234,7 @@ fn jpeg_has_end_of_image(bytes: &[u8]) -> bool {
         .is_some_and(|scan| find(scan, &[0xFF, 0xD9]).is_some())
 }
 
-pub(super) fn verify_gif(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Rejection> {
+pub(super) fn verify_gif(bytes: &[u8], limits: &InspectLimits) -> Result<Decoded, Rejection> {
     const FORMAT: ImageFormat = ImageFormat::Gif;
     let corrupt = |e: gif::DecodingError| Rejection::corrupt(FORMAT, e);
 
@@ -171,8 +246,12 @@ pub(super) fn verify_gif(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Re
     options.set_memory_limit(gif::MemoryLimit::Bytes(frame_limit));
     let mut decoder = options.read_info(bytes).map_err(corrupt)?;
 
+    let global_palette = decoder.global_palette().map(<[u8]>::to_vec);
     let mut budget = AnimationBudget::new(limits);
     let mut row = Vec::new();
+    // The first frame with pixels, in its own rectangle (a first frame almost always covers
+    // the whole screen), is the thumbnail's.
+    let mut thumbnail: Option<Averager> = None;
     while let Some(frame) = decoder.next_frame_info().map_err(corrupt)? {
         let (width, height) = (u32::from(frame.width), u32::from(frame.height));
         // Frames may legally be larger than the logical screen, so each is held to the limits.
@@ -181,20 +260,50 @@ pub(super) fn verify_gif(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Re
         if width == 0 || height == 0 {
             continue;
         }
+        let mut first = thumbnail.is_none().then(|| {
+            let palette = frame.palette.clone().or_else(|| global_palette.clone());
+            (
+                Averager::new(width, height),
+                palette.unwrap_or_default(),
+                frame.interlaced,
+            )
+        });
         row.resize(usize::from(frame.width), 0);
-        for _ in 0..height {
+        for index in 0..height {
             if !decoder.fill_buffer(&mut row).map_err(corrupt)? {
                 return Err(Rejection::corrupt(FORMAT, "frame data ends early"));
             }
+            if let Some((averager, palette, interlaced)) = first.as_mut() {
+                let y = if *interlaced {
+                    gif_interlaced_row(index, height)
+                } else {
+                    index
+                };
+                let lumas = row.iter().map(|i| palette_luma(palette, *i));
+                averager.add_row(y, 0, 1, lumas);
+            }
+        }
+        if let Some((averager, _, _)) = first {
+            thumbnail = Some(averager);
         }
     }
-    if budget.frames == 0 {
-        return Err(Rejection::corrupt(FORMAT, "no frames"));
+    match thumbnail {
+        Some(averager) => finish(FORMAT, budget.frames, averager),
+        None => Err(Rejection::corrupt(FORMAT, "no frames")),
     }
-    Ok(budget.frames)
 }
 
-pub(super) fn verify_webp(bytes: &[u8], limits: &InspectLimits) -> Result<u32, Rejection> {
+/// The luma of palette entry `index`; black for an index past the palette's end, as decoders
+/// show it.
+fn palette_luma(palette: &[u8], index: u8) -> u8 {
+    let at = usize::from(index) * 3;
+    match palette.get(at..at + 3) {
+        Some([r, g, b]) => luma(*r, *g, *b),
+        _ => 0,
+    }
+}
+
+pub(super) fn verify_webp(bytes: &[u8], limits: &InspectLimits) -> Result<Decoded, Rejection> {
     const FORMAT: ImageFormat = ImageFormat::Webp;
     let corrupt = |e: image_webp::DecodingError| Rejection::corrupt(FORMAT, e);
 
@@ -217,18 +326,34 @@ pub(super) fn verify_webp(bytes: &[u8], limits: &InspectLimits) -> Result<u32, R
         .map_err(|_| Rejection::corrupt(FORMAT, "not enough memory to decode"))?;
     pixels.resize(size, 0);
 
+    let thumbnail = |pixels: &[u8]| {
+        let mut averager = Averager::new(width, height);
+        let row_bytes = size / height.max(1) as usize;
+        let channels = row_bytes / width.max(1) as usize;
+        for (y, row) in pixels.chunks_exact(row_bytes.max(1)).enumerate() {
+            averager.add_pixels(to_u32(y), row, channels);
+        }
+        averager
+    };
     if !decoder.is_animated() {
         decoder.read_image(&mut pixels).map_err(corrupt)?;
-        return Ok(1);
+        return finish(FORMAT, 1, thumbnail(&pixels));
     }
     let frames = decoder.num_frames();
     let mut budget = AnimationBudget::new(limits);
+    let mut first = None;
     for _ in 0..frames {
         // Each frame is composited onto, and copied out of, a full canvas.
         budget.add_frame(u64::from(width) * u64::from(height))?;
         decoder.read_frame(&mut pixels).map_err(corrupt)?;
+        if first.is_none() {
+            first = Some(thumbnail(&pixels));
+        }
     }
-    Ok(frames)
+    match first {
+        Some(averager) => finish(FORMAT, frames, averager),
+        None => Err(Rejection::corrupt(FORMAT, "no frames")),
+    }
 }
 
 /// Checks that every VP8/VP8L bitstream (top level or inside an animation frame) declares a

@@ -10,6 +10,7 @@ use poise::CreateReply;
 use crate::bot::{access, BotError, Context};
 use crate::discord_api::DiscordApi;
 use crate::migration::cdn::{MigrateOptions, MigrationSummary, Progress};
+use crate::moderation::history::Actor;
 use crate::units::human_bytes;
 
 /// Discord allows 5 edits per 5 s per channel; one edit per 5 s leaves room for everything else.
@@ -95,7 +96,7 @@ async fn migrate_portraits(
 
     if let Some(run) = rollback {
         let restored = migrator
-            .rollback(run)
+            .rollback(run, Actor::Admin(ctx.author().id.get()))
             .await
             .map_err(|err| BotError::player(err.to_string()))?;
         ctx.send(
