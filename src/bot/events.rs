@@ -4,6 +4,7 @@
 
 use poise::serenity_prelude as serenity;
 
+use super::commands::privacy;
 use super::{forms, gallery, BotError, Data};
 
 pub async fn handle(
@@ -20,6 +21,13 @@ pub async fn handle(
         {
             if let Err(err) = gallery::press(ctx, data, press).await {
                 tracing::error!(error = %err, custom_id = %press.data.custom_id, "gallery press failed");
+            }
+        }
+        serenity::Interaction::Component(press)
+            if privacy::is_privacy_press(&press.data.custom_id) =>
+        {
+            if let Err(err) = privacy::press(ctx, data, press).await {
+                tracing::error!(error = %err, custom_id = %press.data.custom_id, "privacy press failed");
             }
         }
         serenity::Interaction::Modal(submit) if forms::is_our_form(&submit.data.custom_id) => {

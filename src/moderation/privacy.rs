@@ -18,6 +18,14 @@ pub struct Export {
     pub characters: Vec<ExportedCharacter>,
 }
 
+impl Export {
+    /// The document as the indented JSON a player downloads.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self)
+            .expect("an export is strings and lists, which always serialise to JSON")
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ExportedCharacter {
     pub name: String,

@@ -23,7 +23,7 @@ const OTHER_GUILD: u64 = 1_200_000_000_000_000_077;
 const OTHER_PLAYER: u64 = 800_000_000_000_000_055;
 
 /// A picture: a gradient with a few discs, different for each `seed`.
-fn picture(seed: u32) -> DynamicImage {
+pub(crate) fn picture(seed: u32) -> DynamicImage {
     let image = RgbImage::from_fn(320, 320, |x, y| {
         let mut pixel = Rgb([
             (x * 255 / 320) as u8,
@@ -47,13 +47,13 @@ fn picture(seed: u32) -> DynamicImage {
     DynamicImage::ImageRgb8(image)
 }
 
-fn png(image: &DynamicImage) -> Bytes {
+pub(crate) fn png(image: &DynamicImage) -> Bytes {
     let mut out = Cursor::new(Vec::new());
     image.write_to(&mut out, ImageFormat::Png).unwrap();
     Bytes::from(out.into_inner())
 }
 
-fn jpeg(image: &DynamicImage, quality: u8) -> Bytes {
+pub(crate) fn jpeg(image: &DynamicImage, quality: u8) -> Bytes {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
         .encode_image(image)

@@ -3,6 +3,7 @@
 mod admin;
 mod character;
 mod portrait;
+pub(crate) mod privacy;
 mod register;
 
 pub(crate) use register::not_created;
@@ -17,6 +18,7 @@ pub fn all() -> Vec<poise::Command<Data, BotError>> {
         portrait::portrait(),
         character::character(),
         admin::admin(),
+        privacy::privacy(),
     ]
 }
 

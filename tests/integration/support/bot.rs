@@ -50,6 +50,8 @@ impl Default for BotOptions {
 
 pub struct TestBot {
     pub discord: TestDiscord,
+    /// Where the bot's HTTP server (`/metrics`, `/healthz`) listens.
+    pub http_addr: std::net::SocketAddr,
     pub s3: TestS3,
     pub cdn: TestCdn,
     pub db: TestDb,
@@ -81,7 +83,9 @@ impl TestBot {
         } else {
             StorageSettings::R2(s3.settings())
         };
-        let app_settings = settings(&db, storage, &cdn);
+        let mut app_settings = settings(&db, storage, &cdn);
+        app_settings.http_addr = free_local_addr();
+        let http_addr = app_settings.http_addr;
         let bot_settings = bot_settings(&discord, &options);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(portrait_bot::cli::run_bot(
@@ -102,6 +106,7 @@ impl TestBot {
         discord.clear_rest_calls();
         TestBot {
             discord,
+            http_addr,
             s3,
             cdn,
             db,
@@ -179,6 +184,30 @@ impl TestBot {
     pub async fn bucket_keys(&self) -> Vec<String> {
         self.s3.keys().await
     }
+
+    /// The value of one series on the bot's `/metrics`, e.g.
+    /// `portrait_moderation_actions_total{action="removed"}`, with the page's text.
+    pub async fn metric(&self, series: &str) -> (f64, String) {
+        let page = reqwest::get(format!("http://{}/metrics", self.http_addr))
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("a text page");
+        let value = page
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0);
+        (value, page)
+    }
+}
+
+/// A loopback address with a port nobody listens on right now, for the bot's HTTP server
+/// (the bot only logs the port it binds, so tests choose it).
+fn free_local_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
 }
 
 impl Drop for TestBot {
