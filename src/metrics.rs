@@ -36,8 +36,8 @@ pub struct Metrics {
     pub ingest_stage_seconds: HistogramVec,
     /// Characters processed by CDN migrations, by `outcome` (`migrated`, `failed`).
     pub migration_items_total: IntCounterVec,
-    /// Moderation, by `action`: `removed`, `deleted`, `rejected` (by moderators) and
-    /// `blocked_upload` (an upload refused by the block-list).
+    /// Moderation, by `action`: `removed`, `deleted`, `approved`, `rejected` (by moderators)
+    /// and `blocked_upload` (an upload refused by the block-list).
     pub moderation_actions_total: IntCounterVec,
 }
 
@@ -113,7 +113,7 @@ impl Metrics {
         let moderation_actions_total = IntCounterVec::new(
             Opts::new(
                 MODERATION_ACTIONS_TOTAL,
-                "Portraits removed, characters deleted, portraits rejected and uploads blocked by moderation.",
+                "Portraits removed, characters deleted, uploads approved or rejected, and uploads blocked by moderation.",
             ),
             &["action"],
         )

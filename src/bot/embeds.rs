@@ -34,7 +34,7 @@ pub async fn card_for(data: &Data, character: &Character) -> CreateReply {
 }
 
 /// A character card: name, class, bio, owner, and the portrait as the embed image.
-fn character_embed(character: &Character, portrait_url: &str) -> serenity::CreateEmbed {
+pub(super) fn character_embed(character: &Character, portrait_url: &str) -> serenity::CreateEmbed {
     let mut embed = serenity::CreateEmbed::new()
         .title(&character.name)
         .image(portrait_url)

@@ -80,22 +80,19 @@ async fn reply_privately(ctx: Context<'_>, message: String) {
 
 /// Answers an unexpected error with an id the player can quote, and logs the chain with it.
 pub async fn report_unexpected(ctx: Context<'_>, error: &(dyn std::error::Error + Send + Sync)) {
+    let text = unexpected(&ctx.command().qualified_name, ctx.author().id.get(), error);
+    reply_privately(ctx, text).await;
+}
+
+/// Logs an unexpected error (in a command, a button press or a form; `what` says which) with a
+/// new error id, and returns the generic reply that quotes the id.
+pub fn unexpected(what: &str, user: u64, error: &(dyn std::error::Error + Send + Sync)) -> String {
     let error_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    tracing::error!(
-        error_id,
-        command = %ctx.command().qualified_name,
-        user = %ctx.author().id,
-        error = %chain(error),
-        "command failed"
-    );
-    reply_privately(
-        ctx,
-        format!(
-            "Something went wrong on our side (error id `{error_id}`). Please try again in a \
-             moment; if it keeps happening, give that id to a server admin."
-        ),
+    tracing::error!(error_id, what, user, error = %chain(error), "interaction failed");
+    format!(
+        "Something went wrong on our side (error id `{error_id}`). Please try again in a \
+         moment; if it keeps happening, give that id to a server admin."
     )
-    .await;
 }
 
 pub async fn on_error(error: poise::FrameworkError<'_, Data, BotError>) {

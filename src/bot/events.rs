@@ -5,7 +5,7 @@
 use poise::serenity_prelude as serenity;
 
 use super::commands::privacy;
-use super::{forms, gallery, BotError, Data};
+use super::{approval, forms, gallery, BotError, Data};
 
 pub async fn handle(
     ctx: &serenity::Context,
@@ -28,6 +28,20 @@ pub async fn handle(
         {
             if let Err(err) = privacy::press(ctx, data, press).await {
                 tracing::error!(error = %err, custom_id = %press.data.custom_id, "privacy press failed");
+            }
+        }
+        serenity::Interaction::Component(press)
+            if approval::is_approval_press(&press.data.custom_id) =>
+        {
+            if let Err(err) = approval::press(ctx, data, press).await {
+                tracing::error!(error = %err, custom_id = %press.data.custom_id, "approval press failed");
+            }
+        }
+        serenity::Interaction::Modal(submit)
+            if approval::is_reason_form(&submit.data.custom_id) =>
+        {
+            if let Err(err) = approval::submit_reason(ctx, data, submit).await {
+                tracing::error!(error = %err, custom_id = %submit.data.custom_id, "rejection form failed");
             }
         }
         serenity::Interaction::Modal(submit) if forms::is_our_form(&submit.data.custom_id) => {

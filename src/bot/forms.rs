@@ -54,7 +54,7 @@ pub fn is_our_form(custom_id: &str) -> bool {
 }
 
 /// A Label wrapping a Text Input.
-fn text_label(
+pub(super) fn text_label(
     label: &str,
     custom_id: &str,
     paragraph: bool,
@@ -91,7 +91,8 @@ fn file_label(required: bool) -> Value {
     })
 }
 
-fn modal(custom_id: &str, title: &str, components: Vec<Value>) -> Value {
+/// A modal: response type 9 with its Labels.
+pub(super) fn modal(custom_id: &str, title: &str, components: Vec<Value>) -> Value {
     json!({
         "type": 9,
         "data": { "custom_id": custom_id, "title": title, "components": components },
@@ -198,13 +199,13 @@ struct Field {
 
 /// What a player typed and uploaded in a form.
 #[derive(Debug, Default)]
-struct Submitted {
+pub(super) struct Submitted {
     fields: Vec<Field>,
     attachments: Vec<AttachmentLink>,
 }
 
 impl Submitted {
-    fn read(data: &serenity::ModalInteractionData) -> Submitted {
+    pub(super) fn read(data: &serenity::ModalInteractionData) -> Submitted {
         let mut fields: Vec<Field> = data
             .components
             .iter()
@@ -241,7 +242,7 @@ impl Submitted {
         }
     }
 
-    fn text(&self, custom_id: &str) -> Option<&str> {
+    pub(super) fn text(&self, custom_id: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|f| f.custom_id == custom_id)
@@ -259,25 +260,22 @@ pub async fn submit(
     let form = Submitted::read(&interaction.data);
     let custom_id = interaction.data.custom_id.as_str();
     let outcome = if custom_id == REGISTER {
-        register(data, interaction, &form).await
+        register(&ctx.http, data, interaction, &form).await
     } else if let Some(id) = custom_id.strip_prefix(EDIT) {
         edit(data, interaction, id, &form).await
     } else if let Some(id) = custom_id.strip_prefix(PORTRAIT) {
-        portrait(data, interaction, id, &form).await
+        portrait(&ctx.http, data, interaction, id, &form).await
     } else {
         return Ok(());
     };
     let reply = match outcome {
         Ok(reply) => reply,
         Err(BotError::Player(message)) => CreateReply::default().content(message),
-        Err(err) => {
-            let error_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-            tracing::error!(error_id, form = custom_id, user = %interaction.user.id, error = %err, "form failed");
-            CreateReply::default().content(format!(
-                "Something went wrong on our side (error id `{error_id}`). Please try again in a \
-                 moment; if it keeps happening, give that id to a server admin."
-            ))
-        }
+        Err(err) => CreateReply::default().content(super::error::unexpected(
+            custom_id,
+            interaction.user.id.get(),
+            &err,
+        )),
     };
     interaction
         .create_followup(
@@ -316,6 +314,7 @@ async fn own_character(
 /// through the pipeline. A refused file leaves the character on the default portrait — the
 /// player keeps what they typed and is told why and how to add a portrait.
 async fn register(
+    http: &serenity::Http,
     data: &Data,
     interaction: &serenity::ModalInteraction,
     form: &Submitted,
@@ -337,6 +336,7 @@ async fn register(
         )));
     };
     match upload::set_portrait_for(
+        http,
         data,
         new.owner_id.get(),
         &character,
@@ -408,6 +408,7 @@ async fn edit(
 
 /// The portrait upload form.
 async fn portrait(
+    http: &serenity::Http,
     data: &Data,
     interaction: &serenity::ModalInteraction,
     id: &str,
@@ -420,6 +421,7 @@ async fn portrait(
         ));
     };
     upload::set_portrait_for(
+        http,
         data,
         interaction.user.id.get(),
         &character,

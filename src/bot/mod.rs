@@ -1,6 +1,7 @@
 //! The Discord bot: poise commands over serenity. The only layer that knows Discord types.
 
 mod access;
+mod approval;
 mod commands;
 mod embeds;
 mod error;

@@ -1,8 +1,9 @@
 //! The one way the bot turns a Discord attachment into a character's portrait.
 
+use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
-use super::{embeds, BotError, Context, Data};
+use super::{approval, embeds, BotError, Context, Data};
 use crate::db::Character;
 use crate::portrait::{IngestRequest, PortraitOutcome, PortraitSource, Upload};
 use crate::units::human_duration;
@@ -16,7 +17,9 @@ pub struct AttachmentLink {
 
 /// Applies the per-player limit, runs the shared pipeline, and builds the private reply: the
 /// character card with the new portrait, or with a visible warning when storage failed.
-/// A file the player must fix comes back as [`BotError::Player`] and changes nothing.
+/// A file the player must fix comes back as [`BotError::Player`] and changes nothing. In a
+/// server that requires approval the portrait is stored but waits for a moderator (see
+/// [`approval`]).
 pub async fn set_portrait(
     ctx: Context<'_>,
     character: &Character,
@@ -24,6 +27,7 @@ pub async fn set_portrait(
     source: PortraitSource,
 ) -> Result<CreateReply, BotError> {
     set_portrait_for(
+        ctx.http(),
         ctx.data(),
         ctx.author().id.get(),
         character,
@@ -35,6 +39,7 @@ pub async fn set_portrait(
 
 /// [`set_portrait`] outside a command (a form submit), for `uploader`.
 pub async fn set_portrait_for(
+    http: &serenity::Http,
     data: &Data,
     uploader: u64,
     character: &Character,
@@ -66,6 +71,23 @@ pub async fn set_portrait_for(
         url: attachment.url,
         declared_size: Some(attachment.size),
     };
+    if let Some(mod_channel) = approval::approval_channel(data, character.guild_id).await? {
+        let outcome = approval::moderation(data)
+            .submit_for_approval(upload, &request)
+            .await?;
+        let reply = match outcome {
+            PortraitOutcome::Stored(pending) => {
+                approval::ask_moderators(http, data, mod_channel, character, pending).await?
+            }
+            PortraitOutcome::Fallback {
+                character,
+                kept_existing,
+                reason,
+                ..
+            } => fallback(data, &character, &reason, kept_existing).await,
+        };
+        return Ok(reply.ephemeral(true));
+    }
     let reply = match data
         .app
         .portraits
@@ -80,9 +102,19 @@ pub async fn set_portrait_for(
             kept_existing,
             reason,
             ..
-        } => embeds::card_for(data, &character)
-            .await
-            .content(embeds::fallback_warning(&reason, kept_existing)),
+        } => fallback(data, &character, &reason, kept_existing).await,
     };
     Ok(reply.ephemeral(true))
+}
+
+/// The card as it still is, with a visible warning that the upload did not land, and why.
+async fn fallback(
+    data: &Data,
+    character: &Character,
+    reason: &str,
+    kept_existing: bool,
+) -> CreateReply {
+    embeds::card_for(data, character)
+        .await
+        .content(embeds::fallback_warning(reason, kept_existing))
 }

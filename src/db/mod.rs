@@ -4,6 +4,7 @@
 //! placeholders, `RETURNING`, `ON CONFLICT`), through sqlx's `Any` driver. Schema migrations are
 //! numbered per backend under `migrations/` and applied at startup.
 
+mod approval;
 mod characters;
 mod imports;
 mod migration_runs;
@@ -19,6 +20,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Connection, Executor};
 
+pub use approval::{PendingPortrait, QueuedPortrait, SubmittedPending};
 pub use characters::Character;
 pub use imports::{ImportTarget, ImportTransaction, ImportedCharacter};
 pub use migration_runs::{LeaseHolder, MigrationItem, MigrationRun};

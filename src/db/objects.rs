@@ -26,7 +26,8 @@ pub struct ObjectReferences {
 pub struct PortraitReference {
     pub id: i64,
     pub public_url: String,
-    /// Whether some character shows this portrait (`characters.portrait_id`).
+    /// Whether some character shows this portrait (`characters.portrait_id`) or an upload
+    /// waiting for approval is it (`pending_portraits.portrait_id`).
     pub in_use: bool,
 }
 
@@ -35,7 +36,7 @@ pub struct PortraitReference {
 pub struct KeyReferences {
     /// Ids of the portrait rows whose `storage_key` is the key.
     pub portrait_ids: Vec<i64>,
-    /// Whether a character shows one of those rows.
+    /// Whether a character shows one of those rows, or an upload waiting for approval is one.
     pub portrait_in_use: bool,
     /// `(id, portrait_url)` of characters whose URL ends with the key's file name (a superset:
     /// the caller decides which really point at the key).
@@ -75,6 +76,7 @@ impl Db {
             let sql = format!(
                 "SELECT p.id, p.storage_key, p.public_url, \
                    CAST(CASE WHEN EXISTS (SELECT 1 FROM characters c WHERE c.portrait_id = p.id) \
+                        OR EXISTS (SELECT 1 FROM pending_portraits w WHERE w.portrait_id = p.id) \
                         THEN 1 ELSE 0 END AS BIGINT) AS in_use \
                  FROM portraits p WHERE p.storage_key IN ({})",
                 placeholders(1, chunk.len())
@@ -135,6 +137,7 @@ impl Db {
         let rows = sqlx::query(
             "SELECT p.id, \
                CAST(CASE WHEN EXISTS (SELECT 1 FROM characters c WHERE c.portrait_id = p.id) \
+                        OR EXISTS (SELECT 1 FROM pending_portraits w WHERE w.portrait_id = p.id) \
                     THEN 1 ELSE 0 END AS BIGINT) AS in_use \
              FROM portraits p WHERE p.storage_key = $1 ORDER BY p.id",
         )
@@ -155,7 +158,8 @@ impl Db {
     ///
     /// - the portrait row with `old_key` gets `new_key` and `new_url`; if a row with `new_key`
     ///   already exists (the same bytes were stored there meanwhile), the old row's characters
-    ///   are moved onto it and the old row is removed, since keys are unique;
+    ///   (and uploads waiting for approval) are moved onto it and the old row is removed, since
+    ///   keys are unique;
     /// - characters whose `portrait_url` is the old row's URL or `old_url` (the URL the store
     ///   gives `old_key` today; the two differ when the public base URL changed) get `new_url`.
     ///
@@ -205,6 +209,13 @@ impl Db {
                     )
                     .bind(new_id)
                     .bind(now_text())
+                    .bind(old_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE pending_portraits SET portrait_id = $1 WHERE portrait_id = $2",
+                    )
+                    .bind(new_id)
                     .bind(old_id)
                     .execute(&mut *tx)
                     .await?;

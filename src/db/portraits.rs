@@ -68,10 +68,11 @@ pub struct Stats {
     pub fallbacks: u64,
 }
 
-const COLUMNS: &str = "id, storage_key, public_url, sha256, size_bytes, content_type, width, \
+pub(super) const COLUMNS: &str =
+    "id, storage_key, public_url, sha256, size_bytes, content_type, width, \
                        height, uploader_id, source, legacy_url, created_at";
 
-fn portrait_from_row(row: &AnyRow) -> Result<PortraitRecord, sqlx::Error> {
+pub(super) fn portrait_from_row(row: &AnyRow) -> Result<PortraitRecord, sqlx::Error> {
     let non_negative = |v: i64| v.max(0) as u64;
     Ok(PortraitRecord {
         id: row.try_get("id")?,
@@ -120,34 +121,13 @@ impl Db {
         migration_run: Option<i64>,
     ) -> Result<AttachedPortrait, DbError> {
         let mut tx = self.pool.begin().await?;
-        // Write first: it locks the character's row (and on SQLite takes the write lock before
-        // anything is read, so the read below cannot be stale).
-        let locked = sqlx::query("UPDATE characters SET updated_at = updated_at WHERE id = $1")
-            .bind(character_id)
-            .execute(&mut *tx)
-            .await?;
-        if locked.rows_affected() == 0 {
+        let Some(previous_portrait_id) = lock_character(&mut tx, character_id).await? else {
             // The character was deleted while its upload was in flight: keep nothing.
             tx.rollback().await?;
             return Err(DbError::CharacterNotFound);
-        }
-        let previous_portrait_id: Option<i64> =
-            sqlx::query_scalar("SELECT portrait_id FROM characters WHERE id = $1")
-                .bind(character_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        };
         let portrait = insert_or_get_portrait(&mut tx, new).await?;
-        let row = sqlx::query(&format!(
-            "UPDATE characters SET portrait_id = $2, portrait_url = $3, updated_at = $4 \
-             WHERE id = $1 RETURNING {CHARACTER_COLUMNS}"
-        ))
-        .bind(character_id)
-        .bind(portrait.id)
-        .bind(&portrait.public_url)
-        .bind(now_text())
-        .fetch_one(&mut *tx)
-        .await?;
-        let character = character_from_row(&row)?;
+        let character = show_portrait(&mut tx, character_id, &portrait).await?;
         if let (Some(run_id), Some(legacy_url)) = (migration_run, new.legacy_url) {
             super::migration_runs::insert_migrated_item(
                 &mut tx,
@@ -225,9 +205,9 @@ impl Db {
         Ok(count.max(0) as u64)
     }
 
-    /// Forgets a portrait row only if no character references it, in one statement so a
-    /// concurrent attach cannot slip in between the check and the delete. Returns the row
-    /// removed; the caller then deletes its object.
+    /// Forgets a portrait row only if no character shows it and no upload waiting for approval
+    /// is it, in one statement so a concurrent attach cannot slip in between the check and the
+    /// delete. Returns the row removed; the caller then deletes its object.
     pub async fn delete_portrait_if_unreferenced(
         &self,
         portrait_id: i64,
@@ -235,6 +215,7 @@ impl Db {
         let row = sqlx::query(&format!(
             "DELETE FROM portraits WHERE id = $1 \
              AND NOT EXISTS (SELECT 1 FROM characters WHERE portrait_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM pending_portraits WHERE portrait_id = $1) \
              RETURNING {COLUMNS}"
         ))
         .bind(portrait_id)
@@ -283,7 +264,47 @@ impl Db {
     }
 }
 
-async fn insert_or_get_portrait(
+/// Locks a character's row for the rest of the transaction and reads the portrait it shows;
+/// `None` when there is no such character. Written first on purpose: the write locks the row
+/// (and on SQLite takes the write lock before anything is read, so the read cannot be stale).
+pub(super) async fn lock_character(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    character_id: i64,
+) -> Result<Option<Option<i64>>, DbError> {
+    let locked = sqlx::query("UPDATE characters SET updated_at = updated_at WHERE id = $1")
+        .bind(character_id)
+        .execute(&mut **tx)
+        .await?;
+    if locked.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let shown: Option<i64> = sqlx::query_scalar("SELECT portrait_id FROM characters WHERE id = $1")
+        .bind(character_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(Some(shown))
+}
+
+/// Makes `portrait` what a (locked) character shows; returns the character as it is now.
+pub(super) async fn show_portrait(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    character_id: i64,
+    portrait: &PortraitRecord,
+) -> Result<Character, DbError> {
+    let row = sqlx::query(&format!(
+        "UPDATE characters SET portrait_id = $2, portrait_url = $3, updated_at = $4 \
+         WHERE id = $1 RETURNING {CHARACTER_COLUMNS}"
+    ))
+    .bind(character_id)
+    .bind(portrait.id)
+    .bind(&portrait.public_url)
+    .bind(now_text())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(character_from_row(&row)?)
+}
+
+pub(super) async fn insert_or_get_portrait(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     new: &NewPortrait<'_>,
 ) -> Result<PortraitRecord, DbError> {

@@ -1,9 +1,11 @@
 //! Moderation: what a server's admins (and the operator) do to the portraits their community
-//! shows. Per-server [`settings`], the portrait [`history`], the [`blocklist`], removing a
-//! portrait or a whole character, and [`privacy`] (export, delete-my-data, purge).
+//! shows. Per-server [`settings`], the portrait [`history`], the [`blocklist`], the
+//! [`approval`] queue, removing a portrait or a whole character, and [`privacy`] (export,
+//! delete-my-data, purge).
 //!
 //! Discord-free: the bot's `/admin` and `/privacy` commands and the CLI's `purge` call these.
 
+pub mod approval;
 pub mod blocklist;
 pub mod history;
 pub mod privacy;
@@ -137,11 +139,7 @@ impl ModerationService {
             Some(reason),
         )
         .await?;
-        self.portraits
-            .metrics()
-            .moderation_actions_total
-            .with_label_values(&[action.as_str()])
-            .inc();
+        self.count(action);
         Ok(Removal {
             removed_url: character.portrait_url.clone(),
             character,
@@ -150,10 +148,7 @@ impl ModerationService {
         })
     }
 
-    /// Adds the character's stored image to its server's block-list, hashed through the same
-    /// bounded decode check as an upload (so a re-upload of it gets the same hash). An image
-    /// that cannot be read (no stored object, a storage fault, or refused by limits lowered
-    /// since it was stored) is logged and not blocked: the removal itself must still happen.
+    /// Adds the character's stored image to its server's block-list.
     async fn block(
         &self,
         character: &Character,
@@ -163,6 +158,28 @@ impl ModerationService {
         let Some(portrait_id) = character.portrait_id else {
             return Ok(None);
         };
+        self.block_portrait(
+            character.guild_id,
+            Some(&character.name),
+            portrait_id,
+            admin,
+            reason,
+        )
+        .await
+    }
+
+    /// Adds a stored image to a server's block-list, hashed through the same bounded decode
+    /// check as an upload (so a re-upload of it gets the same hash). An image that cannot be
+    /// read (no stored object, a storage fault, or refused by limits lowered since it was
+    /// stored) is logged and not blocked: the removal itself must still happen.
+    async fn block_portrait(
+        &self,
+        guild_id: u64,
+        character_name: Option<&str>,
+        portrait_id: i64,
+        admin: Actor,
+        reason: &str,
+    ) -> Result<Option<BlockedImage>, DbError> {
         let Some(record) = self.db.portrait_by_id(portrait_id).await? else {
             return Ok(None);
         };
@@ -183,15 +200,18 @@ impl ModerationService {
             }
         };
         self.db
-            .add_blocked_image(
-                character.guild_id,
-                &hash,
-                Some(&character.name),
-                Some(reason),
-                admin.id(),
-            )
+            .add_blocked_image(guild_id, &hash, character_name, Some(reason), admin.id())
             .await
             .map(Some)
+    }
+
+    /// Counts a moderation action in `portrait_moderation_actions_total`.
+    fn count(&self, action: Action) {
+        self.portraits
+            .metrics()
+            .moderation_actions_total
+            .with_label_values(&[action.as_str()])
+            .inc();
     }
 
     /// Lets go of a portrait a character no longer shows; true when its object was deleted.

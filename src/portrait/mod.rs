@@ -8,7 +8,7 @@ pub mod sanitize;
 mod service;
 
 pub use service::{
-    IngestError, IngestRequest, InlineImage, PortraitOutcome, PortraitService,
+    IngestError, IngestRequest, InlineImage, PendingUpload, PortraitOutcome, PortraitService,
     PortraitServiceSettings, PortraitSource, StoredPortrait, Upload,
 };
 

@@ -11,7 +11,9 @@ use tokio::sync::Semaphore;
 use super::inspect::{self, ImageFormat, ImageInfo, InspectLimits, Rejection, Thumbnail};
 use super::key::portrait_key;
 use super::sanitize::{self, SanitizeError};
-use crate::db::{Character, Db, DbError, NewFallback, NewPortrait, PortraitRecord};
+use crate::db::{
+    Character, Db, DbError, NewFallback, NewPortrait, PendingPortrait, PortraitRecord,
+};
 use crate::fetch::{FetchError, Fetcher};
 use crate::metrics::Metrics;
 use crate::moderation::history::{self, Action, Actor};
@@ -81,6 +83,62 @@ pub struct StoredPortrait {
     pub removed_metadata: Vec<&'static str>,
     /// The object was already in the bucket (same bytes, same name): nothing was written.
     pub already_stored: bool,
+}
+
+/// A portrait stored and waiting for a moderator's approval; its character still shows what it
+/// showed before.
+#[derive(Debug, Clone)]
+pub struct PendingUpload {
+    pub record: PortraitRecord,
+    pub pending: PendingPortrait,
+    /// The upload that waited for the same character before, replaced by this one (its
+    /// portrait is already released).
+    pub replaced: Option<PendingPortrait>,
+    pub format: ImageFormat,
+    pub removed_metadata: Vec<&'static str>,
+}
+
+/// An upload that passed every check, about to be stored.
+struct Checked {
+    bytes: Bytes,
+    info: ImageInfo,
+    removed_metadata: Vec<&'static str>,
+}
+
+/// A checked upload's object, in the store.
+struct StoredObject {
+    key: String,
+    public_url: String,
+    sha256: String,
+    /// The object was already in the bucket (same bytes, same name): nothing was written.
+    already_stored: bool,
+}
+
+impl StoredObject {
+    fn new_portrait<'a>(
+        &'a self,
+        checked: &'a Checked,
+        request: &'a IngestRequest<'_>,
+    ) -> NewPortrait<'a> {
+        NewPortrait {
+            storage_key: &self.key,
+            public_url: &self.public_url,
+            sha256: &self.sha256,
+            size_bytes: checked.bytes.len() as u64,
+            content_type: checked.info.format.mime_type(),
+            width: checked.info.width,
+            height: checked.info.height,
+            uploader_id: request.uploader_id,
+            source: request.source.as_str(),
+            legacy_url: request.legacy_url,
+        }
+    }
+
+    /// The bytes to write again should the reused object vanish; `None` when we wrote it.
+    fn reused<'a>(&self, checked: &'a Checked) -> Option<(&'a Bytes, &'a ImageInfo)> {
+        self.already_stored
+            .then_some((&checked.bytes, &checked.info))
+    }
 }
 
 /// Why an upload did not become the character's portrait.
@@ -171,10 +229,11 @@ pub struct InlineImage {
     pub bytes: Bytes,
 }
 
-/// The result of [`PortraitService::ingest_or_default`].
+/// The result of [`PortraitService::ingest_or_default`] (a [`StoredPortrait`]), or of
+/// [`PortraitService::ingest_pending_or_default`] (a [`PendingUpload`]).
 #[derive(Debug, Clone)]
-pub enum PortraitOutcome {
-    Stored(StoredPortrait),
+pub enum PortraitOutcome<T = StoredPortrait> {
+    Stored(T),
     /// Our fault: nothing changed on the character. `shown_url` is what it shows now (its
     /// existing portrait, or the default), and `reason` says why the upload did not land.
     Fallback {
@@ -272,6 +331,19 @@ impl PortraitService {
                 return None;
             }
         };
+        self.read_inline(&record).await
+    }
+
+    /// [`inline_image`](Self::inline_image) for a stored portrait no character shows yet (an
+    /// upload waiting for approval).
+    pub async fn inline_portrait(&self, record: &PortraitRecord) -> Option<InlineImage> {
+        if !is_loopback_url(&record.public_url) {
+            return None;
+        }
+        self.read_inline(record).await
+    }
+
+    async fn read_inline(&self, record: &PortraitRecord) -> Option<InlineImage> {
         match self.store.get(&record.storage_key).await {
             Ok(object) => Some(InlineImage {
                 filename: format!(
@@ -294,12 +366,39 @@ impl PortraitService {
         upload: Upload,
         request: &IngestRequest<'_>,
     ) -> Result<StoredPortrait, IngestError> {
+        self.in_slot(async {
+            let checked = self.check(upload, request).await?;
+            self.store_and_record(checked, request).await
+        })
+        .await
+    }
+
+    /// Runs the whole pipeline and stores the result as the character's upload waiting for a
+    /// moderator's approval, replacing the one that waited before (whose portrait is released).
+    /// The character keeps showing what it shows.
+    pub async fn ingest_pending(
+        &self,
+        upload: Upload,
+        request: &IngestRequest<'_>,
+    ) -> Result<PendingUpload, IngestError> {
+        self.in_slot(async {
+            let checked = self.check(upload, request).await?;
+            self.store_pending(checked, request).await
+        })
+        .await
+    }
+
+    /// Runs one ingest in an ingest slot, counting the files refused.
+    async fn in_slot<T>(
+        &self,
+        ingest: impl std::future::Future<Output = Result<T, IngestError>>,
+    ) -> Result<T, IngestError> {
         let _slot = self
             .ingest_slots
             .acquire()
             .await
             .map_err(|_| IngestError::Worker("the ingest queue was closed".into()))?;
-        let result = self.ingest_in_slot(upload, request).await;
+        let result = ingest.await;
         if let Err(IngestError::Rejected(rejection)) = &result {
             self.metrics
                 .validation_rejections_total
@@ -309,11 +408,13 @@ impl PortraitService {
         result
     }
 
-    async fn ingest_in_slot(
+    /// Everything before storing: download, header check, decode check, metadata removal,
+    /// and the server's block-list.
+    async fn check(
         &self,
         upload: Upload,
         request: &IngestRequest<'_>,
-    ) -> Result<StoredPortrait, IngestError> {
+    ) -> Result<Checked, IngestError> {
         let limits = self.settings.limits;
         let bytes = match upload {
             Upload::Bytes(bytes) => bytes,
@@ -367,19 +468,22 @@ impl PortraitService {
         // Moderation: a picture this server's moderators removed is refused before storing.
         let guild_id = request.character.guild_id;
         crate::moderation::blocklist::check(&self.db, &self.metrics, guild_id, &thumbnail).await?;
-
-        self.store_and_record(sanitized.bytes, &info, sanitized.removed, request)
-            .await
+        Ok(Checked {
+            bytes: sanitized.bytes,
+            info,
+            removed_metadata: sanitized.removed,
+        })
     }
 
-    async fn store_and_record(
+    /// Writes the checked image to the store (once per content: the same bytes stored before
+    /// are reused) and describes it for its database row.
+    async fn store_object(
         &self,
-        bytes: Bytes,
-        info: &ImageInfo,
-        removed_metadata: Vec<&'static str>,
+        checked: &Checked,
         request: &IngestRequest<'_>,
-    ) -> Result<StoredPortrait, IngestError> {
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+    ) -> Result<StoredObject, IngestError> {
+        let Checked { bytes, info, .. } = checked;
+        let sha256 = hex::encode(Sha256::digest(bytes));
         // The same bytes are stored once: when another character already has them (six
         // characters imported with one shared link), its object and row are shared, under the
         // key of whoever stored them first.
@@ -408,26 +512,27 @@ impl PortraitService {
             Err(err) => return Err(self.storage_failed(err)),
         };
         if !already_stored {
-            self.put_object(&key, &bytes, info, request).await?;
+            self.put_object(&key, bytes, info, request).await?;
         }
         self.observe_stage("store", started);
+        Ok(StoredObject {
+            public_url: self.store.public_url(&key),
+            key,
+            sha256,
+            already_stored,
+        })
+    }
 
+    async fn store_and_record(
+        &self,
+        checked: Checked,
+        request: &IngestRequest<'_>,
+    ) -> Result<StoredPortrait, IngestError> {
+        let object = self.store_object(&checked, request).await?;
         let started = Instant::now();
-        let public_url = self.store.public_url(&key);
-        let new = NewPortrait {
-            storage_key: &key,
-            public_url: &public_url,
-            sha256: &sha256,
-            size_bytes: bytes.len() as u64,
-            content_type: info.format.mime_type(),
-            width: info.width,
-            height: info.height,
-            uploader_id: request.uploader_id,
-            source: request.source.as_str(),
-            legacy_url: request.legacy_url,
-        };
+        let new = object.new_portrait(&checked, request);
         let (record, character) = self
-            .attach_and_release(&new, request, already_stored.then_some((&bytes, info)))
+            .attach_and_release(&new, request, object.reused(&checked))
             .await?;
         self.observe_stage("record", started);
         // Moderation: every portrait change goes into the character's history.
@@ -436,9 +541,39 @@ impl PortraitService {
         Ok(StoredPortrait {
             record,
             character,
-            format: info.format,
-            removed_metadata,
-            already_stored,
+            format: checked.info.format,
+            removed_metadata: checked.removed_metadata,
+            already_stored: object.already_stored,
+        })
+    }
+
+    async fn store_pending(
+        &self,
+        checked: Checked,
+        request: &IngestRequest<'_>,
+    ) -> Result<PendingUpload, IngestError> {
+        let object = self.store_object(&checked, request).await?;
+        let started = Instant::now();
+        let new = object.new_portrait(&checked, request);
+        let submitted = self
+            .db
+            .submit_pending_portrait(request.character.id, &new)
+            .await
+            .map_err(IngestError::Database)?;
+        if let Some((bytes, info)) = object.reused(&checked) {
+            self.ensure_reused_object(new.storage_key, bytes, info, request)
+                .await?;
+        }
+        if let Some(replaced) = &submitted.replaced {
+            self.release_portrait(replaced.portrait_id).await;
+        }
+        self.observe_stage("record", started);
+        Ok(PendingUpload {
+            record: submitted.portrait,
+            pending: submitted.pending,
+            replaced: submitted.replaced,
+            format: checked.info.format,
+            removed_metadata: checked.removed_metadata,
         })
     }
 
@@ -493,25 +628,36 @@ impl PortraitService {
             .replace_portrait(request.character.id, new, request.migration_run)
             .await
             .map_err(IngestError::Database)?;
-        let key = new.storage_key;
         if let Some((bytes, info)) = reused {
-            // Orphan cleanup may have deleted the object we found between our check and the
-            // row that now references it; if so, write it again.
-            match self.store.exists(key).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(%key, "a reused object vanished before its row was written; storing it again");
-                    self.put_object(key, bytes, info, request).await?;
-                }
-                Err(err) => {
-                    tracing::warn!(%key, error = %err, "could not re-check a reused object")
-                }
-            }
+            self.ensure_reused_object(new.storage_key, bytes, info, request)
+                .await?;
         }
         if let Some(previous) = attached.previous_portrait_id {
             self.release_portrait(previous).await;
         }
         Ok((attached.portrait, attached.character))
+    }
+
+    /// Orphan cleanup may have deleted an object we found in the bucket between our check and
+    /// the row that now references it; if so, writes it again.
+    async fn ensure_reused_object(
+        &self,
+        key: &str,
+        bytes: &Bytes,
+        info: &ImageInfo,
+        request: &IngestRequest<'_>,
+    ) -> Result<(), IngestError> {
+        match self.store.exists(key).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(%key, "a reused object vanished before its row was written; storing it again");
+                self.put_object(key, bytes, info, request).await?;
+            }
+            Err(err) => {
+                tracing::warn!(%key, error = %err, "could not re-check a reused object")
+            }
+        }
+        Ok(())
     }
 
     fn key_prefix(&self) -> &str {
@@ -554,7 +700,26 @@ impl PortraitService {
         upload: Upload,
         request: &IngestRequest<'_>,
     ) -> Result<PortraitOutcome, IngestError> {
-        match self.ingest(upload, request).await {
+        let result = self.ingest(upload, request).await;
+        self.or_default(result, request).await
+    }
+
+    /// [`ingest_pending`](Self::ingest_pending) with the same fallback policy.
+    pub async fn ingest_pending_or_default(
+        &self,
+        upload: Upload,
+        request: &IngestRequest<'_>,
+    ) -> Result<PortraitOutcome<PendingUpload>, IngestError> {
+        let result = self.ingest_pending(upload, request).await;
+        self.or_default(result, request).await
+    }
+
+    async fn or_default<T>(
+        &self,
+        result: Result<T, IngestError>,
+        request: &IngestRequest<'_>,
+    ) -> Result<PortraitOutcome<T>, IngestError> {
+        match result {
             Ok(stored) => Ok(PortraitOutcome::Stored(stored)),
             Err(err) if err.is_players_to_fix() => Err(err),
             Err(err) => {

@@ -2,6 +2,7 @@
 //! simulated Discord and CDN), from the test kit (`testkit`); `support` assembles the
 //! application over them.
 
+mod approval;
 mod bot;
 mod cli;
 mod db;

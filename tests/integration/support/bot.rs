@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use portrait_bot::config::{BotSettings, ShardPlan, StorageSettings};
+use portrait_bot::config::{BotSettings, Settings, ShardPlan, StorageSettings};
 use portrait_bot::db::Character;
 use portrait_bot::secret::Secret;
 use serde_json::Value;
@@ -57,8 +57,11 @@ pub struct TestBot {
     pub db: TestDb,
     /// Held so the local store's folder lives as long as the bot.
     _local_dir: tempfile::TempDir,
+    /// What the bot was started with, to start it again ([`TestBot::restart`]).
+    app_settings: Settings,
+    bot_settings: BotSettings,
     /// Held so the bot runs until the test ends (dropping it would stop the bot).
-    _stop: oneshot::Sender<()>,
+    stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -87,33 +90,69 @@ impl TestBot {
         app_settings.http_addr = free_local_addr();
         let http_addr = app_settings.http_addr;
         let bot_settings = bot_settings(&discord, &options);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(portrait_bot::cli::run_bot(
-            app_settings,
-            bot_settings,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        discord.wait_ready(1).await;
-        discord
-            .wait_for_rest(
-                "command registration",
-                |call| call.method == "PUT" && call.path.ends_with("/commands"),
-                ANSWER,
-            )
-            .await;
-        discord.clear_rest_calls();
-        TestBot {
+        let mut bot = TestBot {
             discord,
             http_addr,
             s3,
             cdn,
             db,
             _local_dir: local_dir,
-            _stop: stop,
-            task: Some(task),
+            app_settings,
+            bot_settings,
+            stop: None,
+            task: None,
+        };
+        bot.launch().await;
+        bot
+    }
+
+    /// Runs the bot (`cli::run_bot`), waits for READY and the command registration, then
+    /// forgets the startup REST calls.
+    async fn launch(&mut self) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(portrait_bot::cli::run_bot(
+            self.app_settings.clone(),
+            self.bot_settings.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        )));
+        self.stop = Some(stop);
+        self.discord.wait_ready(1).await;
+        self.discord
+            .wait_for_rest(
+                "command registration",
+                |call| call.method == "PUT" && call.path.ends_with("/commands"),
+                ANSWER,
+            )
+            .await;
+        self.discord.clear_rest_calls();
+    }
+
+    /// Stops the bot as a stop signal does and starts a new process of it on the same
+    /// database, bucket, CDN and simulated Discord (whose messages, with their buttons, stay):
+    /// what a deploy does. Nothing of the first process's memory survives.
+    pub async fn restart(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(ANSWER, task)
+                .await
+                .expect("the bot stops within the grace period")
+                .expect("the bot task")
+                .expect("the bot stops cleanly");
+        }
+        let deadline = tokio::time::Instant::now() + ANSWER;
+        while self.discord.ready_sessions() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the stopped bot's gateway session did not close"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.discord.clear_rest_calls();
+        self.launch().await;
     }
 
     /// Sends an interaction and returns the bot's first reply: the immediate response's

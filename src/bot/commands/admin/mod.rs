@@ -2,6 +2,8 @@
 //! Manage Server, and every call is checked again here, since a client-side gate can be
 //! bypassed.
 
+mod queue;
+
 use std::time::{Duration, Instant};
 
 use poise::serenity_prelude as serenity;
@@ -25,7 +27,7 @@ const R2_FREE_TIER_BYTES: u64 = 10_000_000_000;
 #[poise::command(
     slash_command,
     guild_only,
-    subcommands("stats", "migrate_portraits", "migration_status"),
+    subcommands("stats", "migrate_portraits", "migration_status", "queue::queue"),
     subcommand_required,
     default_member_permissions = "MANAGE_GUILD",
     check = "require_admin"
