@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::forms::{self, Submitted};
 use super::notify;
-use super::{access, embeds, BotError, Data};
+use super::{access, embeds, gallery, BotError, Data};
 use crate::db::{Character, PendingPortrait};
 use crate::moderation::approval::{ApprovalError, MAX_REASON_CHARS};
 use crate::moderation::settings::{self, Defaults};
@@ -151,7 +151,7 @@ pub async fn press(
 ) -> Result<(), BotError> {
     let permissions = interaction.member.as_ref().and_then(|m| m.permissions);
     if !access::is_admin(&data.settings, interaction.user.id.get(), permissions) {
-        return answer_privately(ctx, interaction, access::ADMINS_ONLY).await;
+        return gallery::refuse(ctx, interaction, access::ADMINS_ONLY).await;
     }
     let custom_id = interaction.data.custom_id.as_str();
     if let Some(id) = entry_id(custom_id, APPROVE) {
@@ -159,7 +159,7 @@ pub async fn press(
     } else if let Some(id) = entry_id(custom_id, REJECT) {
         open_reason_form(ctx, data, interaction, id).await
     } else {
-        answer_privately(
+        gallery::refuse(
             ctx,
             interaction,
             "This button is from an older version of the bot; use `/admin queue`.",
@@ -220,7 +220,7 @@ async fn open_reason_form(
         if matches!(err, ApprovalError::NotPending) {
             strip_buttons(&ctx.http, interaction.channel_id, interaction.message.id).await;
         }
-        return answer_privately(ctx, interaction, &decision_text(&err, interaction)).await;
+        return gallery::refuse(ctx, interaction, &decision_text(&err, interaction)).await;
     }
     let form = forms::modal(
         &format!("{REASON_FORM}{id}"),
@@ -383,20 +383,6 @@ fn server_name(ctx: &serenity::Context, guild_id: u64) -> String {
     serenity::GuildId::new(guild_id)
         .name(&ctx.cache)
         .map_or_else(|| "a server".to_owned(), |name| format!("**{name}**"))
-}
-
-async fn answer_privately(
-    ctx: &serenity::Context,
-    interaction: &serenity::ComponentInteraction,
-    text: &str,
-) -> Result<(), BotError> {
-    let message = serenity::CreateInteractionResponseMessage::new()
-        .content(text)
-        .ephemeral(true);
-    interaction
-        .create_response(ctx, serenity::CreateInteractionResponse::Message(message))
-        .await?;
-    Ok(())
 }
 
 async fn follow_up(

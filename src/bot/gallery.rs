@@ -329,7 +329,8 @@ impl Watchers {
     }
 }
 
-async fn refuse(
+/// Answers a press with a private message (a refusal, or why nothing happened).
+pub(super) async fn refuse(
     ctx: &serenity::Context,
     interaction: &serenity::ComponentInteraction,
     message: &str,
