@@ -1,4 +1,3 @@
-#![expect(dead_code, reason = "the moderation commands being added call these")]
 //! Messages the bot sends on its own, outside any interaction: a DM telling a player what a
 //! moderator did, and a record in a server's mod channel. Both are best effort: a member may
 //! have closed their DMs (Discord answers 403 with code 50007), a mod channel may be gone or

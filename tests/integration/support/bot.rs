@@ -14,7 +14,7 @@ use testkit::cdn::TestCdn;
 use testkit::discord::{self, Attachment, TestDiscord, BOT_TOKEN, GUILD_ID};
 use testkit::s3::TestS3;
 
-use super::app::{settings, DEFAULT_PORTRAIT_URL};
+use super::app::{metric_value, settings, DEFAULT_PORTRAIT_URL};
 use super::database::TestDb;
 use super::r2::R2Access;
 
@@ -53,6 +53,8 @@ pub struct TestBot {
     pub s3: TestS3,
     pub cdn: TestCdn,
     pub db: TestDb,
+    /// Where the bot's HTTP server (`/metrics`, `/healthz`) listens.
+    pub http_addr: std::net::SocketAddr,
     /// Held so the local store's folder lives as long as the bot.
     _local_dir: tempfile::TempDir,
     /// Held so the bot runs until the test ends (dropping it would stop the bot).
@@ -81,7 +83,10 @@ impl TestBot {
         } else {
             StorageSettings::R2(s3.settings())
         };
-        let app_settings = settings(&db, storage, &cdn);
+        let mut app_settings = settings(&db, storage, &cdn);
+        app_settings.http_addr =
+            std::net::SocketAddr::from(([127, 0, 0, 1], crate::cli::free_port()));
+        let http_addr = app_settings.http_addr;
         let bot_settings = bot_settings(&discord, &options);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(portrait_bot::cli::run_bot(
@@ -105,6 +110,7 @@ impl TestBot {
             s3,
             cdn,
             db,
+            http_addr,
             _local_dir: local_dir,
             _stop: stop,
             task: Some(task),
@@ -174,6 +180,18 @@ impl TestBot {
             .find_character(GUILD_ID, owner, name)
             .await
             .expect("query")
+    }
+
+    /// The value of one series on the bot's `/metrics` page, as Prometheus scrapes it; 0 when
+    /// absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let page = reqwest::get(format!("http://{}/metrics", self.http_addr))
+            .await
+            .expect("the metrics page answers")
+            .text()
+            .await
+            .expect("the metrics page");
+        metric_value(&page, series)
     }
 
     pub async fn bucket_keys(&self) -> Vec<String> {
