@@ -359,7 +359,7 @@ async fn register(
 
 /// Creates a checked character within the per-player limit.
 async fn create_character(data: &Data, new: &NewCharacter) -> Result<Character, BotError> {
-    let max_per_player = Some(data.settings.max_characters_per_player);
+    let max_per_player = data.character_cap(new.guild_id.get()).await?;
     data.app
         .db
         .create_character(new, max_per_player)

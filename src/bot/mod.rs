@@ -25,6 +25,8 @@ use limits::{UploadLimiter, UPLOAD_WINDOW};
 
 use crate::app::App;
 use crate::config::{BotSettings, ShardPlan};
+use crate::db::DbError;
+use crate::moderation::{settings, ModerationService};
 
 pub type Context<'a> = poise::Context<'a, Data, BotError>;
 
@@ -35,6 +37,38 @@ pub struct Data {
     limiter: UploadLimiter,
     lifecycle: Arc<Lifecycle>,
     galleries: gallery::Watchers,
+}
+
+impl Data {
+    /// The environment's limits: what a server that set nothing gets.
+    pub(crate) fn moderation_defaults(&self) -> settings::Defaults {
+        settings::Defaults {
+            max_characters: self.settings.max_characters_per_player,
+            uploads_per_10_minutes: self.settings.uploads_per_10_minutes,
+        }
+    }
+
+    /// The settings that apply in a server: its own, else the environment's.
+    pub(crate) async fn server_settings(
+        &self,
+        guild_id: u64,
+    ) -> Result<settings::EffectiveSettings, DbError> {
+        settings::effective(&self.app.db, guild_id, &self.moderation_defaults()).await
+    }
+
+    /// The most characters one player may have in a server: every way of registering a
+    /// character passes this to `create_character`.
+    pub(crate) async fn character_cap(&self, guild_id: u64) -> Result<Option<u64>, DbError> {
+        Ok(Some(self.server_settings(guild_id).await?.max_characters))
+    }
+
+    pub(crate) fn moderation(&self) -> ModerationService {
+        ModerationService::new(
+            self.app.db.clone(),
+            self.app.store.clone(),
+            self.app.portraits.clone(),
+        )
+    }
 }
 
 impl std::fmt::Debug for Data {
@@ -175,7 +209,7 @@ async fn connect_and_serve(
     let shards = settings.shards;
 
     let data = Data {
-        limiter: UploadLimiter::new(settings.uploads_per_10_minutes, UPLOAD_WINDOW),
+        limiter: UploadLimiter::new(UPLOAD_WINDOW),
         lifecycle,
         galleries: gallery::Watchers::default(),
         app,

@@ -46,11 +46,17 @@ pub async fn set_portrait_for(
     attachment: AttachmentLink,
     source: PortraitSource,
 ) -> Result<CreateReply, BotError> {
-    if let Err(wait) = data.limiter.try_acquire(character.guild_id, uploader) {
+    let allowed = data
+        .server_settings(character.guild_id)
+        .await?
+        .uploads_per_10_minutes;
+    if let Err(wait) = data
+        .limiter
+        .try_acquire(character.guild_id, uploader, allowed)
+    {
         return Err(BotError::player(format!(
-            "You have reached the limit of {} portrait uploads per 10 minutes. \
-             Please try again in {}.",
-            data.settings.uploads_per_10_minutes,
+            "You have reached this server's limit of {allowed} portrait uploads per 10 \
+             minutes. Please try again in {}.",
             human_duration(wait)
         )));
     }

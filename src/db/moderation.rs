@@ -227,6 +227,30 @@ impl Db {
             .collect::<Result<_, _>>()?)
     }
 
+    /// The characters of a player in a server that have recorded changes, even deleted ones,
+    /// as `(character id, name in its latest row)`, most recently changed first.
+    pub async fn history_characters(
+        &self,
+        guild_id: u64,
+        owner_id: u64,
+    ) -> Result<Vec<(i64, String)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT h.character_id, h.character_name FROM portrait_history h \
+             JOIN (SELECT character_id, MAX(id) AS last_id FROM portrait_history \
+                   WHERE guild_id = $1 AND owner_id = $2 GROUP BY character_id) latest \
+               ON h.id = latest.last_id \
+             ORDER BY h.id DESC",
+        )
+        .bind(to_db_id(guild_id))
+        .bind(to_db_id(owner_id))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((row.try_get("character_id")?, row.try_get("character_name")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
     /// Forgets the history of a server, or of one player in it.
     pub async fn delete_history(
         &self,

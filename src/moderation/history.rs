@@ -1,5 +1,6 @@
 //! The history of every change of a character's portrait: who, what, when and why.
 
+use crate::character::name_key;
 use crate::db::{Character, Db, DbError, HistoryBy, HistoryRow, NewHistory};
 use crate::portrait::{IngestRequest, PortraitSource};
 
@@ -141,6 +142,46 @@ pub async fn record_logged(
 /// The last `limit` changes of a character's portrait, newest first.
 pub async fn last(db: &Db, character_id: i64, limit: u32) -> Result<Vec<HistoryRow>, DbError> {
     db.character_history(character_id, limit).await
+}
+
+/// The changes of one character, found by its player and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedHistory {
+    /// The character's name as stored.
+    pub name: String,
+    /// The character no longer exists; its history is all that is left.
+    pub deleted: bool,
+    /// Newest first; empty when nothing was recorded for it yet.
+    pub rows: Vec<HistoryRow>,
+}
+
+/// The last `limit` changes of `owner_id`'s character `name` in a server. A character that
+/// exists is found like everywhere else; one deleted since (by a moderator or its player) is
+/// found by the name its history last recorded. `None` when neither exists.
+pub async fn of_named_character(
+    db: &Db,
+    guild_id: u64,
+    owner_id: u64,
+    name: &str,
+    limit: u32,
+) -> Result<Option<NamedHistory>, DbError> {
+    if let Some(character) = db.find_character(guild_id, owner_id, name).await? {
+        return Ok(Some(NamedHistory {
+            rows: last(db, character.id, limit).await?,
+            name: character.name,
+            deleted: false,
+        }));
+    }
+    let key = name_key(name);
+    let recorded = db.history_characters(guild_id, owner_id).await?;
+    let Some((character_id, name)) = recorded.into_iter().find(|(_, n)| name_key(n) == key) else {
+        return Ok(None);
+    };
+    Ok(Some(NamedHistory {
+        rows: last(db, character_id, limit).await?,
+        name,
+        deleted: true,
+    }))
 }
 
 /// One line of `/admin history`: "2026-11-30 14:02 UTC · removed by admin <@1> · reason".

@@ -9,10 +9,10 @@ use portrait_bot::migration::import::{import_text, ImportOptions};
 use portrait_bot::moderation::history::{self, Actor};
 use portrait_bot::portrait::{IngestRequest, PortraitSource, Upload};
 
-use crate::moderation::{picture, png};
 use crate::on_both_databases;
 use crate::support::app::{TestApp, GUILD, PLAYER};
 use crate::support::bot::{embed_image, TestBot};
+use crate::support::pictures::{picture, png};
 use testkit::discord::slash_command;
 
 /// (action, who, portrait URL) of each row, newest first.

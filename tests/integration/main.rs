@@ -13,6 +13,7 @@ mod jobs_races;
 mod jobs_streaming;
 mod migration;
 mod moderation;
+mod moderation_bot;
 mod ops;
 mod orphans;
 mod pipeline;

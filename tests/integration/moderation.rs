@@ -2,12 +2,10 @@
 //! a character, the block-list at upload, per-server settings, history, privacy export and
 //! delete-my-data, and the operator's `purge` through the real binary.
 
-use std::io::Cursor;
 use std::path::Path;
 
 use bytes::Bytes;
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use portrait_bot::db::Character;
 use portrait_bot::moderation::history::{self, Actor};
 use portrait_bot::moderation::settings::{self, Defaults, SettingsChange};
@@ -17,49 +15,11 @@ use portrait_bot::portrait::{IngestError, IngestRequest, PortraitSource, Upload}
 use crate::cli::portrait_bot;
 use crate::on_both_databases;
 use crate::support::app::{new_character, TestApp, GUILD, PLAYER};
+use crate::support::pictures::{jpeg, picture, png};
 
 const ADMIN: u64 = 900_000_000_000_000_009;
 const OTHER_GUILD: u64 = 1_200_000_000_000_000_077;
 const OTHER_PLAYER: u64 = 800_000_000_000_000_055;
-
-/// A picture: a gradient with a few discs, different for each `seed`.
-pub(crate) fn picture(seed: u32) -> DynamicImage {
-    let image = RgbImage::from_fn(320, 320, |x, y| {
-        let mut pixel = Rgb([
-            (x * 255 / 320) as u8,
-            (y * 255 / 320) as u8,
-            ((seed * 97) % 256) as u8,
-        ]);
-        for disc in 0..4u32 {
-            let cx = (seed * 53 + disc * 89) % 320;
-            let cy = (seed * 31 + disc * 137) % 320;
-            let r = 30 + (seed * 17 + disc * 23) % 60;
-            if (x as i64 - cx as i64).pow(2) + (y as i64 - cy as i64).pow(2) < (r * r) as i64 {
-                pixel = Rgb([
-                    ((seed + disc) * 71 % 256) as u8,
-                    (disc * 113 % 256) as u8,
-                    ((seed * 5 + disc * 40) % 256) as u8,
-                ]);
-            }
-        }
-        pixel
-    });
-    DynamicImage::ImageRgb8(image)
-}
-
-pub(crate) fn png(image: &DynamicImage) -> Bytes {
-    let mut out = Cursor::new(Vec::new());
-    image.write_to(&mut out, ImageFormat::Png).unwrap();
-    Bytes::from(out.into_inner())
-}
-
-pub(crate) fn jpeg(image: &DynamicImage, quality: u8) -> Bytes {
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-        .encode_image(image)
-        .unwrap();
-    Bytes::from(out)
-}
 
 fn moderation(app: &TestApp) -> ModerationService {
     ModerationService::new(

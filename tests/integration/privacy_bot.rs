@@ -8,10 +8,10 @@ use portrait_bot::moderation::blocklist;
 use portrait_bot::portrait::inspect::InspectLimits;
 use serde_json::Value;
 
-use crate::moderation::{jpeg, picture, png};
 use crate::on_both_databases;
 use crate::support::app::{new_character, PLAYER};
 use crate::support::bot::{content, embed_image, is_ephemeral, BotOptions, TestBot, ANSWER};
+use crate::support::pictures::{jpeg, picture, png};
 use testkit::discord::{
     self, permissions, slash_command, Attachment, User, GUILD_ID, OTHER_USER, PLAYER_USER,
 };
@@ -212,7 +212,8 @@ on_both_databases! {
 
     async fn an_upload_of_a_blocked_picture_is_refused_and_counted_on_metrics(t: TestDb) {
         let bot = TestBot::start_with(t, without_message_step()).await;
-        let (before, page) = bot.metric("portrait_moderation_actions_total{action=\"blocked_upload\"}").await;
+        let page = bot.metrics_page().await;
+        let before = bot.metric("portrait_moderation_actions_total{action=\"blocked_upload\"}").await;
         assert!(page.contains("# HELP portrait_moderation_actions_total "), "{page}");
         assert_eq!(before, 0.0);
         let removed = picture(5);
@@ -226,13 +227,13 @@ on_both_databases! {
         assert!(is_ephemeral(&reply));
         assert_eq!(bot.character(PLAYER, "Aria").await.unwrap().portrait_url, None);
         assert!(bot.bucket_keys().await.is_empty(), "nothing stored");
-        let (blocked, _) = bot.metric("portrait_moderation_actions_total{action=\"blocked_upload\"}").await;
+        let blocked = bot.metric("portrait_moderation_actions_total{action=\"blocked_upload\"}").await;
         assert_eq!(blocked, 1.0);
 
         let unrelated = bot.attachment("new.png", &png(&picture(6)), "image/png");
         let reply = bot.command(&portrait_set("Aria", &unrelated)).await;
         assert!(embed_image(&reply).is_some(), "an unrelated picture is stored: {reply}");
-        let (blocked, _) = bot.metric("portrait_moderation_actions_total{action=\"blocked_upload\"}").await;
+        let blocked = bot.metric("portrait_moderation_actions_total{action=\"blocked_upload\"}").await;
         assert_eq!(blocked, 1.0);
     }
 }

@@ -59,17 +59,17 @@ async fn show_card(
 
 /// Suggests the caller's own characters whose names contain what they typed.
 async fn autocomplete_own_character(ctx: Context<'_>, partial: &str) -> Vec<String> {
+    character_names(ctx, ctx.author().id.get(), partial).await
+}
+
+/// Up to 25 names of `owner`'s characters in this server containing `partial`, for
+/// autocomplete (nothing on a failure, which is logged).
+async fn character_names(ctx: Context<'_>, owner: u64, partial: &str) -> Vec<String> {
     let Some(guild) = ctx.guild_id() else {
         return Vec::new();
     };
     let partial = partial.trim().to_lowercase();
-    match ctx
-        .data()
-        .app
-        .db
-        .list_characters(guild.get(), ctx.author().id.get())
-        .await
-    {
+    match ctx.data().app.db.list_characters(guild.get(), owner).await {
         Ok(characters) => characters
             .into_iter()
             .map(|c| c.name)

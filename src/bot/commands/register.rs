@@ -46,7 +46,7 @@ pub async fn register(
         class.as_deref(),
         bio.as_deref(),
     )?;
-    let max_per_player = Some(data.settings.max_characters_per_player);
+    let max_per_player = data.character_cap(new.guild_id.get()).await?;
 
     if let Some(attachment) = portrait {
         let link = AttachmentLink {
@@ -96,7 +96,7 @@ pub(crate) fn not_created(err: DbError) -> BotError {
              Use `/portrait set` to change its portrait."
         )),
         DbError::TooManyCharacters { existing, .. } => BotError::player(format!(
-            "You already have {existing} characters here, the most allowed. \
+            "You already have {existing} characters here, the most allowed in this server. \
              Delete one with `/character delete` first."
         )),
         err => err.into(),

@@ -68,13 +68,16 @@ impl TestApp {
     /// The value of one metric line, e.g. `r2_uploads_total` or
     /// `r2_upload_errors_total{error_type="transient"}`; 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
-        self.app
-            .metrics
-            .render()
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        metric_value(&self.app.metrics.render(), series)
     }
+}
+
+/// The value of one series in a Prometheus text rendering; 0 when absent.
+pub fn metric_value(rendered: &str, series: &str) -> f64 {
+    rendered
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 pub fn settings(db: &TestDb, storage: StorageSettings, cdn: &TestCdn) -> Settings {

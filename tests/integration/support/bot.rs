@@ -14,7 +14,7 @@ use testkit::cdn::TestCdn;
 use testkit::discord::{self, Attachment, TestDiscord, BOT_TOKEN, GUILD_ID};
 use testkit::s3::TestS3;
 
-use super::app::{settings, DEFAULT_PORTRAIT_URL};
+use super::app::{metric_value, settings, DEFAULT_PORTRAIT_URL};
 use super::database::TestDb;
 use super::r2::R2Access;
 
@@ -220,24 +220,24 @@ impl TestBot {
             .expect("query")
     }
 
+    /// The value of one series on the bot's `/metrics` page, e.g.
+    /// `portrait_moderation_actions_total{action="removed"}`; 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics_page().await, series)
+    }
+
     pub async fn bucket_keys(&self) -> Vec<String> {
         self.s3.keys().await
     }
 
-    /// The value of one series on the bot's `/metrics`, e.g.
-    /// `portrait_moderation_actions_total{action="removed"}`, with the page's text.
-    pub async fn metric(&self, series: &str) -> (f64, String) {
-        let page = reqwest::get(format!("http://{}/metrics", self.http_addr))
+    /// The bot's `/metrics` page as Prometheus scrapes it.
+    pub async fn metrics_page(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.http_addr))
             .await
             .expect("/metrics answers")
             .text()
             .await
-            .expect("a text page");
-        let value = page
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0);
-        (value, page)
+            .expect("a text page")
     }
 }
 

@@ -4,4 +4,5 @@
 pub mod app;
 pub mod bot;
 pub mod database;
+pub mod pictures;
 pub mod r2;

@@ -1,8 +1,13 @@
 //! `/admin …`: server admin tools, gated twice — Discord hides them from members without
 //! Manage Server, and every call is checked again here, since a client-side gate can be
-//! bypassed.
+//! bypassed. poise runs a parent's checks before any of its subcommands (and their
+//! autocomplete), so `/admin`'s `require_admin` guards every command in the submodules.
 
+mod blocklist;
+mod history;
+mod moderation;
 mod queue;
+mod settings;
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +32,17 @@ const R2_FREE_TIER_BYTES: u64 = 10_000_000_000;
 #[poise::command(
     slash_command,
     guild_only,
-    subcommands("stats", "migrate_portraits", "migration_status", "queue::queue"),
+    subcommands(
+        "stats",
+        "migrate_portraits",
+        "migration_status",
+        "settings::settings",
+        "moderation::portrait",
+        "moderation::character",
+        "history::history",
+        "blocklist::blocklist",
+        "queue::queue"
+    ),
     subcommand_required,
     default_member_permissions = "MANAGE_GUILD",
     check = "require_admin"
@@ -263,4 +278,22 @@ async fn require_admin(ctx: Context<'_>) -> Result<bool, BotError> {
         return Ok(true);
     }
     Err(BotError::player(access::ADMINS_ONLY))
+}
+
+/// Suggests the characters of the player already chosen in the command's `player` option.
+/// poise runs the `/admin` checks before autocomplete too, so only admins get suggestions.
+async fn autocomplete_players_character(ctx: Context<'_>, partial: &str) -> Vec<String> {
+    let poise::Context::Application(app) = ctx else {
+        return Vec::new();
+    };
+    let player = app.args.iter().find_map(|option| match &option.value {
+        _ if option.name != "player" => None,
+        serenity::ResolvedValue::User(user, _) => Some(user.id),
+        serenity::ResolvedValue::Unresolved(serenity::Unresolved::User(id)) => Some(*id),
+        _ => None,
+    });
+    let Some(player) = player else {
+        return Vec::new();
+    };
+    super::character_names(ctx, player.get(), partial).await
 }
