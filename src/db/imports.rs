@@ -198,7 +198,7 @@ impl ImportTransaction {
         character_id: i64,
         by: &HistoryBy<'_>,
     ) -> Result<(), DbError> {
-        record_history_in(&mut *self.tx, character_id, by).await
+        record_history_in(&mut self.tx, character_id, by).await
     }
 
     /// Saves the batch.
