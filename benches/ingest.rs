@@ -163,7 +163,7 @@ fn progressive_checks() -> Vec<ProgressiveCheck> {
                 (
                     Some(peak.saturating_sub(before)),
                     match result {
-                        Ok(()) => "decoded".to_owned(),
+                        Ok(_) => "decoded".to_owned(),
                         Err(err) => format!("refused: {err}"),
                     },
                 )

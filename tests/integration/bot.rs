@@ -25,7 +25,7 @@ fn register(name: &str) -> discord::CommandBuilder {
     slash_command("register").option_str("name", name)
 }
 
-fn portrait_set(character: &str, image: &Attachment) -> Value {
+pub(crate) fn portrait_set(character: &str, image: &Attachment) -> Value {
     slash_command("portrait")
         .subcommand("set")
         .option_str("character", character)

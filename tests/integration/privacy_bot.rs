@@ -8,13 +8,12 @@ use portrait_bot::moderation::blocklist;
 use portrait_bot::portrait::inspect::InspectLimits;
 use serde_json::Value;
 
+use crate::bot::portrait_set;
 use crate::on_both_databases;
 use crate::support::app::{new_character, PLAYER};
 use crate::support::bot::{content, embed_image, is_ephemeral, BotOptions, TestBot, ANSWER};
 use crate::support::pictures::{jpeg, picture, png};
-use testkit::discord::{
-    self, permissions, slash_command, Attachment, User, GUILD_ID, OTHER_USER, PLAYER_USER,
-};
+use testkit::discord::{self, permissions, slash_command, User, GUILD_ID, OTHER_USER, PLAYER_USER};
 
 const OTHER_GUILD: u64 = 1_200_000_000_000_000_077;
 const OTHER: u64 = OTHER_USER.id;
@@ -236,12 +235,4 @@ on_both_databases! {
         let blocked = bot.metric("portrait_moderation_actions_total{action=\"blocked_upload\"}").await;
         assert_eq!(blocked, 1.0);
     }
-}
-
-fn portrait_set(character: &str, image: &Attachment) -> Value {
-    slash_command("portrait")
-        .subcommand("set")
-        .option_str("character", character)
-        .option_attachment("image", image)
-        .build()
 }
