@@ -254,7 +254,14 @@ async fn the_registration_put_carries_every_command_with_options_descriptions_an
             .unwrap_or_else(|| panic!("no /{name} in {commands:#?}"))
     };
     let names: Vec<&str> = commands.iter().filter_map(|c| c["name"].as_str()).collect();
-    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names.len(), 5, "{names:?}");
+    let privacy: Vec<Value> = by_name("privacy")["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].clone())
+        .collect();
+    assert_eq!(privacy, ["export", "delete-my-data"]);
 
     fn walk(command: &Value, path: &str) {
         let description = command["description"].as_str().unwrap_or_default();
