@@ -120,7 +120,13 @@ impl Metrics {
         .expect("valid metric");
         // Present at 0 from the start, so /metrics shows the series (and its help) and a rate
         // over it works before the first moderation action.
-        for action in ["removed", "deleted", "rejected", "blocked_upload"] {
+        for action in [
+            "removed",
+            "deleted",
+            "approved",
+            "rejected",
+            "blocked_upload",
+        ] {
             moderation_actions_total.with_label_values(&[action]);
         }
 
