@@ -6,8 +6,8 @@ use crate::app::App;
 use crate::config::{DiscordApiConfig, Settings};
 use crate::discord_api::DiscordApi;
 use crate::migration::cdn::{CdnMigrator, MigrateOptions};
-use crate::migration::orphans::{delete_orphans, find_orphans, parse_age, spare, OrphanReport};
-use crate::migration::prefix::{self, KeyFailure, MigrationError};
+use crate::migration::orphans::{self, parse_age};
+use crate::migration::prefix::{self, KeyFailure};
 use crate::moderation::history::Actor;
 
 #[derive(Debug, clap::Args)]
@@ -76,7 +76,16 @@ pub(super) async fn cleanup_orphans(
     args: CleanupOrphansArgs,
 ) -> anyhow::Result<ExitCode> {
     let app = App::build(settings).await?;
-    let result = cleanup(&app, &args).await;
+    let keep_in_place = Vec::from_iter(default_portrait_in_store(&app));
+    let result = orphans::cleanup_orphans(
+        &app.db,
+        &app.store,
+        app.settings.app_env.as_str(),
+        args.older_than,
+        args.execute,
+        &keep_in_place,
+    )
+    .await;
     app.shutdown().await;
     let report = result?;
     print!("{report}");
@@ -97,26 +106,6 @@ fn default_portrait_in_store(app: &App) -> Option<KeyFailure> {
     Some(KeyFailure {
         key,
         reason: "it is the default portrait (DEFAULT_PORTRAIT_URL)".to_owned(),
-    })
-}
-
-/// Finds the orphans, spares the default portrait when it is hosted in the store, then
-/// deletes if asked.
-async fn cleanup(app: &App, args: &CleanupOrphansArgs) -> Result<OrphanReport, MigrationError> {
-    let mut report = find_orphans(
-        &app.db,
-        &app.store,
-        app.settings.app_env.as_str(),
-        args.older_than,
-    )
-    .await?;
-    if let Some(default) = default_portrait_in_store(app) {
-        spare(&mut report, &default.key, &default.reason);
-    }
-    Ok(if args.execute {
-        delete_orphans(&app.db, &app.store, report).await
-    } else {
-        report
     })
 }
 

@@ -44,6 +44,64 @@ pub struct KeyFailure {
     pub reason: String,
 }
 
+/// Items of one kind a report lists by name (the first in key order); the others are only
+/// counted, so a report on a million objects stays a few lines and a few KiB.
+pub const LISTED: usize = 20;
+
+/// A count of items, and the first [`LISTED`] of them: what a report keeps of a list that grows
+/// with the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed<T> {
+    total: u64,
+    first: Vec<T>,
+}
+
+impl<T> Default for Listed<T> {
+    fn default() -> Listed<T> {
+        Listed {
+            total: 0,
+            first: Vec::new(),
+        }
+    }
+}
+
+impl<T> Listed<T> {
+    /// Counts `item`, keeping it if fewer than [`LISTED`] are kept.
+    pub fn push(&mut self, item: T) {
+        self.total += 1;
+        if self.first.len() < LISTED {
+            self.first.push(item);
+        }
+    }
+
+    /// How many were counted, listed or not.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The first ones counted (at most [`LISTED`]).
+    pub fn listed(&self) -> &[T] {
+        &self.first
+    }
+
+    /// How many were counted but not kept.
+    pub fn unlisted(&self) -> u64 {
+        self.total - self.first.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The `… and N more` line under a listing, when some were not listed.
+    pub(crate) fn write_unlisted(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.unlisted() {
+            0 => Ok(()),
+            more => writeln!(f, "  … and {more} more (not listed)"),
+        }
+    }
+}
+
 /// Whether `key` belongs to an environment (`dev/…` or `prod/…`).
 pub(crate) fn has_env_prefix(key: &str) -> bool {
     ENVIRONMENTS.iter().any(|env| {

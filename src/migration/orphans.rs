@@ -14,7 +14,7 @@
 //! one whose row is on its way, and is left alone. The re-check: right before each delete the
 //! object's age and references are read again, so a row written since the listing saves it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -22,7 +22,8 @@ use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt};
 
 use super::bucket::{
-    count, env_segment, page_references, KeyFailure, Listing, MigrationError, LIST_PAGE_SIZE,
+    count, env_segment, page_references, KeyFailure, Listed, Listing, MigrationError,
+    LIST_PAGE_SIZE,
 };
 use crate::db::Db;
 use crate::storage::{ListedObject, Store};
@@ -33,7 +34,17 @@ const DELETE_CONCURRENCY: usize = 4;
 /// Orphans re-checked against the database in one pair of queries before being deleted.
 const DELETE_BATCH: usize = 500;
 
-/// What [`cleanup_orphans`] found, and what it deleted when executed.
+/// An object no character shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub object: ListedObject,
+    /// The id of its portrait row, which no character uses: deleted with the object.
+    pub unused_row: Option<i64>,
+}
+
+/// What [`cleanup_orphans`] found, and what it deleted when executed: counts, and the first
+/// [`super::bucket::LISTED`] objects of each kind by key (the report does not grow with the
+/// bucket).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrphanReport {
     /// The environment whose objects were considered (`dev` or `prod`).
@@ -49,30 +60,70 @@ pub struct OrphanReport {
     /// Of those, unreferenced objects left alone because they are younger than `older_than`
     /// (or their age is unknown): possibly uploads whose row is about to be written.
     pub too_young: u64,
-    /// The orphans found: under `{env}/`, unreferenced, old enough; in key order. A dry run
-    /// would delete exactly these.
-    pub orphans: Vec<ListedObject>,
-    /// Orphans that have a portrait row no character uses, by key → the row's id: the row is
-    /// deleted with the object.
-    pub unused_rows: BTreeMap<String, i64>,
-    /// Orphans deleted, in key order (empty in a dry run).
-    pub deleted: Vec<ListedObject>,
-    /// Orphans the re-check right before deleting saved (referenced or modified since the
-    /// listing, or already gone), and why.
-    pub kept: Vec<KeyFailure>,
+    /// The orphans found: under `{env}/`, unreferenced, old enough, not kept in place; in key
+    /// order. A dry run would delete exactly these.
+    pub orphans: Listed<Orphan>,
+    /// Their total size.
+    pub orphan_bytes: u64,
+    /// Orphans deleted, in key order (none in a dry run).
+    pub deleted: Listed<ListedObject>,
+    /// Their total size.
+    pub deleted_bytes: u64,
+    /// Unreferenced objects left alone, and why: objects a setting links to, and orphans the
+    /// re-check right before deleting saved (referenced or modified since the listing, or
+    /// already gone).
+    pub kept: Listed<KeyFailure>,
     /// Orphans that could not be checked again or deleted, and why; they are still there.
-    pub failures: Vec<KeyFailure>,
+    pub failures: Listed<KeyFailure>,
 }
 
 impl OrphanReport {
-    /// The keys of [`OrphanReport::orphans`].
-    pub fn orphan_keys(&self) -> Vec<&str> {
-        self.orphans.iter().map(|o| o.key.as_str()).collect()
+    fn new(env_prefix: &str, older_than: Duration, executed: bool) -> OrphanReport {
+        OrphanReport {
+            env_prefix: env_prefix.to_owned(),
+            older_than,
+            executed,
+            scanned: 0,
+            referenced: 0,
+            too_young: 0,
+            orphans: Listed::default(),
+            orphan_bytes: 0,
+            deleted: Listed::default(),
+            deleted_bytes: 0,
+            kept: Listed::default(),
+            failures: Listed::default(),
+        }
     }
 
-    /// The keys of [`OrphanReport::deleted`].
+    /// The keys of the orphans listed in [`OrphanReport::orphans`].
+    pub fn orphan_keys(&self) -> Vec<&str> {
+        self.orphans
+            .listed()
+            .iter()
+            .map(|o| o.object.key.as_str())
+            .collect()
+    }
+
+    /// The keys of the objects listed in [`OrphanReport::deleted`].
     pub fn deleted_keys(&self) -> Vec<&str> {
-        self.deleted.iter().map(|o| o.key.as_str()).collect()
+        self.deleted
+            .listed()
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect()
+    }
+
+    /// Counts the outcome of deleting `orphan`.
+    fn record(&mut self, orphan: &Orphan, outcome: Outcome) {
+        let key = orphan.object.key.clone();
+        match outcome {
+            Outcome::Deleted => {
+                self.deleted_bytes += orphan.object.size;
+                self.deleted.push(orphan.object.clone());
+            }
+            Outcome::Kept(reason) => self.kept.push(KeyFailure { key, reason }),
+            Outcome::Failed(reason) => self.failures.push(KeyFailure { key, reason }),
+        }
     }
 }
 
@@ -90,57 +141,50 @@ impl fmt::Display for OrphanReport {
             self.too_young,
         )?;
         if self.orphans.is_empty() {
-            return writeln!(
+            writeln!(
                 f,
                 "No orphans: every object older than {age} is referenced by the database."
-            );
-        }
-        let (verb, objects) = if self.executed {
-            ("Deleted", &self.deleted)
+            )?;
+        } else if self.executed {
+            if !self.deleted.is_empty() {
+                writeln!(
+                    f,
+                    "Deleted {} ({}) that no row references:",
+                    count(self.deleted.total(), "orphan"),
+                    human_bytes(self.deleted_bytes)
+                )?;
+                write_objects(f, self.deleted.listed().iter())?;
+                self.deleted.write_unlisted(f)?;
+            }
         } else {
-            ("Would delete", &self.orphans)
-        };
-        if !objects.is_empty() {
-            let bytes: u64 = objects.iter().map(|o| o.size).sum();
             writeln!(
                 f,
-                "{verb} {} ({}) that no row references:",
-                count(objects.len() as u64, "orphan"),
-                human_bytes(bytes)
+                "Would delete {} ({}) that no row references:",
+                count(self.orphans.total(), "orphan"),
+                human_bytes(self.orphan_bytes)
             )?;
-            for object in objects {
-                write!(f, "  {} ({}", object.key, human_bytes(object.size))?;
-                if let Some(modified) = object.last_modified {
-                    write!(
-                        f,
-                        ", last modified {}",
-                        modified.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    )?;
-                }
-                writeln!(f, ")")?;
-            }
+            write_objects(f, self.orphans.listed().iter().map(|o| &o.object))?;
+            self.orphans.write_unlisted(f)?;
         }
         if !self.kept.is_empty() {
-            writeln!(
-                f,
-                "Kept {} after a last check:",
-                count(self.kept.len() as u64, "object")
-            )?;
-            for kept in &self.kept {
+            writeln!(f, "Kept {}:", count(self.kept.total(), "object"))?;
+            for kept in self.kept.listed() {
                 writeln!(f, "  {}: {}", kept.key, kept.reason)?;
             }
+            self.kept.write_unlisted(f)?;
         }
         if !self.failures.is_empty() {
             writeln!(
                 f,
                 "Could not delete {} (still there; run again):",
-                count(self.failures.len() as u64, "orphan")
+                count(self.failures.total(), "orphan")
             )?;
-            for failure in &self.failures {
+            for failure in self.failures.listed() {
                 writeln!(f, "  {}: {}", failure.key, failure.reason)?;
             }
+            self.failures.write_unlisted(f)?;
         }
-        if !self.executed {
+        if !self.executed && !self.orphans.is_empty() {
             writeln!(
                 f,
                 "Dry run: nothing was deleted. Run with --execute to delete them."
@@ -150,22 +194,49 @@ impl fmt::Display for OrphanReport {
     }
 }
 
-/// Finds the orphans under `{env_prefix}/` older than `older_than` ([`find_orphans`]) and, only
-/// when `execute` is true, deletes them ([`delete_orphans`]). Objects under the other
-/// environment's prefix, or without a prefix, are never considered.
+fn write_objects<'a>(
+    f: &mut fmt::Formatter<'_>,
+    objects: impl Iterator<Item = &'a ListedObject>,
+) -> fmt::Result {
+    for object in objects {
+        write!(f, "  {} ({}", object.key, human_bytes(object.size))?;
+        if let Some(modified) = object.last_modified {
+            write!(
+                f,
+                ", last modified {}",
+                modified.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )?;
+        }
+        writeln!(f, ")")?;
+    }
+    Ok(())
+}
+
+/// Finds the orphans under `{env_prefix}/` older than `older_than` and, only when `execute` is
+/// true, deletes them. Objects under the other environment's prefix, or without a prefix, are
+/// never considered, and `keep_in_place` (objects a setting links to, such as a default
+/// portrait in the bucket) are left alone with their reason.
+///
+/// An executed run deletes each page's orphans before listing the next page, so memory holds
+/// one page and the report's counts, however large the bucket.
 pub async fn cleanup_orphans(
     db: &Db,
     store: &Store,
     env_prefix: &str,
     older_than: Duration,
     execute: bool,
+    keep_in_place: &[KeyFailure],
 ) -> Result<OrphanReport, MigrationError> {
-    let report = find_orphans(db, store, env_prefix, older_than).await?;
-    if execute {
-        Ok(delete_orphans(db, store, report).await)
-    } else {
-        Ok(report)
-    }
+    cleanup_orphans_paged(
+        db,
+        store,
+        env_prefix,
+        older_than,
+        execute,
+        keep_in_place,
+        LIST_PAGE_SIZE,
+    )
+    .await
 }
 
 /// Lists every object under `{env_prefix}/` and returns those that no character shows (through
@@ -188,22 +259,24 @@ pub async fn find_orphans_paged(
     older_than: Duration,
     page_size: usize,
 ) -> Result<OrphanReport, MigrationError> {
+    cleanup_orphans_paged(db, store, env_prefix, older_than, false, &[], page_size).await
+}
+
+/// [`cleanup_orphans`], listing `page_size` objects at a time (tests use small pages).
+pub async fn cleanup_orphans_paged(
+    db: &Db,
+    store: &Store,
+    env_prefix: &str,
+    older_than: Duration,
+    execute: bool,
+    keep_in_place: &[KeyFailure],
+    page_size: usize,
+) -> Result<OrphanReport, MigrationError> {
     let env = env_segment(env_prefix)?;
+    let prefix = format!("{env}/");
     let now = Utc::now();
-    let mut report = OrphanReport {
-        env_prefix: env.to_owned(),
-        older_than,
-        executed: false,
-        scanned: 0,
-        referenced: 0,
-        too_young: 0,
-        orphans: Vec::new(),
-        unused_rows: BTreeMap::new(),
-        deleted: Vec::new(),
-        kept: Vec::new(),
-        failures: Vec::new(),
-    };
-    let mut listing = Listing::new(store, &format!("{env}/"), page_size);
+    let mut report = OrphanReport::new(env, older_than, execute);
+    let mut listing = Listing::new(store, &prefix, page_size);
     while let Some(page) = listing.next_page().await? {
         // List before reading the database: a row written for a listed object is then seen. In
         // the other order, an object stored and recorded between the two reads would look
@@ -211,68 +284,62 @@ pub async fn find_orphans_paged(
         let keys: Vec<&str> = page.iter().map(|o| o.key.as_str()).collect();
         let mut references = page_references(db, store, &keys).await?;
         report.scanned += page.len() as u64;
+        let mut orphans = Vec::new();
         for object in page {
             let refs = references.remove(&object.key).unwrap_or_default();
             if refs.shown() {
                 report.referenced += 1;
             } else if !old_enough(object.last_modified, older_than, now) {
                 report.too_young += 1;
+            } else if let Some(kept) = keep_in_place.iter().find(|k| k.key == object.key) {
+                report.kept.push(kept.clone());
             } else {
-                if let Some(row) = refs.portrait {
-                    report.unused_rows.insert(object.key.clone(), row.id);
-                }
-                report.orphans.push(object);
+                report.orphan_bytes += object.size;
+                let orphan = Orphan {
+                    unused_row: refs.portrait.map(|row| row.id),
+                    object,
+                };
+                report.orphans.push(orphan.clone());
+                orphans.push(orphan);
             }
+        }
+        if execute {
+            delete_all(db, store, &prefix, &orphans, &mut report).await;
         }
     }
     Ok(report)
 }
 
-/// Takes `key` off the list of orphans (it is kept, with `reason`): for objects the
-/// configuration points at that no row references, such as a default portrait in the bucket.
-pub fn spare(report: &mut OrphanReport, key: &str, reason: &str) {
-    let before = report.orphans.len();
-    report.orphans.retain(|object| object.key != key);
-    report.unused_rows.remove(key);
-    if report.orphans.len() < before {
-        report.kept.push(KeyFailure {
-            key: key.to_owned(),
-            reason: reason.to_owned(),
-        });
-    }
-}
-
-/// Deletes the orphans of a report from [`find_orphans`], each only after checking again,
-/// right before deleting it, that it is still old enough and that no character shows it
-/// (through a portrait row or its URL); an unused portrait row is deleted with its object. Objects that fail the check are listed in
-/// [`OrphanReport::kept`]; errors in [`OrphanReport::failures`].
+/// Deletes the orphans a dry run's report lists ([`OrphanReport::orphans`], the first
+/// [`super::bucket::LISTED`]), each only after checking again, right before deleting it, that
+/// it is still old enough and that no character shows it (through a portrait row or its URL);
+/// an unused portrait row is deleted with its object. Objects that fail the check are counted
+/// in [`OrphanReport::kept`]; errors in [`OrphanReport::failures`].
+///
+/// For reviewing a short list before deleting it; orphans beyond the listed ones are left for
+/// [`cleanup_orphans`] with `execute`, which deletes every orphan page by page.
 pub async fn delete_orphans(db: &Db, store: &Store, mut report: OrphanReport) -> OrphanReport {
     report.executed = true;
     let prefix = format!("{}/", report.env_prefix);
-    let older_than = report.older_than;
-    let orphans = std::mem::take(&mut report.orphans);
+    let orphans = report.orphans.listed().to_vec();
+    delete_all(db, store, &prefix, &orphans, &mut report).await;
+    report
+}
+
+/// Deletes `orphans` in batches, counting each outcome in `report`.
+async fn delete_all(
+    db: &Db,
+    store: &Store,
+    prefix: &str,
+    orphans: &[Orphan],
+    report: &mut OrphanReport,
+) {
     for batch in orphans.chunks(DELETE_BATCH) {
-        let outcomes =
-            delete_batch(db, store, &prefix, batch, &report.unused_rows, older_than).await;
-        for (object, outcome) in batch.iter().zip(outcomes) {
-            match outcome {
-                Outcome::Deleted => report.deleted.push(object.clone()),
-                Outcome::Kept(reason) => report.kept.push(KeyFailure {
-                    key: object.key.clone(),
-                    reason,
-                }),
-                Outcome::Failed(reason) => report.failures.push(KeyFailure {
-                    key: object.key.clone(),
-                    reason,
-                }),
-            }
+        let outcomes = delete_batch(db, store, prefix, batch, report.older_than).await;
+        for (orphan, outcome) in batch.iter().zip(outcomes) {
+            report.record(orphan, outcome);
         }
     }
-    report.orphans = orphans;
-    report.deleted.sort_by(|a, b| a.key.cmp(&b.key));
-    report.kept.sort_by(|a, b| a.key.cmp(&b.key));
-    report.failures.sort_by(|a, b| a.key.cmp(&b.key));
-    report
 }
 
 enum Outcome {
@@ -288,13 +355,12 @@ async fn delete_batch(
     db: &Db,
     store: &Store,
     prefix: &str,
-    batch: &[ListedObject],
-    unused_rows: &BTreeMap<String, i64>,
+    batch: &[Orphan],
     older_than: Duration,
 ) -> Vec<Outcome> {
     // 1. Still there, and still old enough?
     let checked: Vec<Option<Outcome>> = stream::iter(batch)
-        .map(|object| async move { check_object(store, prefix, object, older_than).await })
+        .map(|orphan| async move { check_object(store, prefix, &orphan.object, older_than).await })
         .buffered(DELETE_CONCURRENCY)
         .collect()
         .await;
@@ -303,7 +369,7 @@ async fn delete_batch(
         .iter()
         .zip(&checked)
         .filter(|(_, outcome)| outcome.is_none())
-        .map(|(object, _)| object.key.as_str())
+        .map(|(orphan, _)| orphan.object.key.as_str())
         .collect();
     let references = match page_references(db, store, &keys).await {
         Ok(references) => references,
@@ -318,10 +384,10 @@ async fn delete_batch(
     // 3. Delete.
     let references = &references;
     stream::iter(batch.iter().zip(checked))
-        .map(|(object, outcome)| async move {
+        .map(|(orphan, outcome)| async move {
             match outcome {
                 Some(outcome) => outcome,
-                None => delete_one(db, store, object, references, unused_rows).await,
+                None => delete_one(db, store, orphan, references).await,
             }
         })
         .buffered(DELETE_CONCURRENCY)
@@ -361,10 +427,10 @@ async fn check_object(
 async fn delete_one(
     db: &Db,
     store: &Store,
-    object: &ListedObject,
+    orphan: &Orphan,
     references: &HashMap<String, super::bucket::References>,
-    unused_rows: &BTreeMap<String, i64>,
 ) -> Outcome {
+    let object = &orphan.object;
     let key = object.key.as_str();
     let refs = references.get(key).cloned().unwrap_or_default();
     if let Some((id, url)) = refs.characters.first() {
@@ -374,7 +440,7 @@ async fn delete_one(
         if row.in_use {
             return Outcome::Kept(format!("a character shows portrait #{} now", row.id));
         }
-        if unused_rows.get(key) != Some(&row.id) {
+        if orphan.unused_row != Some(row.id) {
             // Not the unused row the listing found: written since, by an upload in progress.
             return Outcome::Kept("a portrait row references it now".into());
         }
@@ -521,28 +587,25 @@ mod tests {
         assert!(!old_enough(Some(now), Duration::from_secs(u64::MAX), now));
     }
 
-    #[test]
-    fn a_dry_run_report_lists_the_orphans_and_says_nothing_was_deleted() {
-        let orphan = ListedObject {
-            key: "dev/portraits/2024/05/a.png".into(),
+    fn object(i: usize) -> ListedObject {
+        ListedObject {
+            key: format!("dev/portraits/2024/05/{i:02}.png"),
             size: 1536,
             last_modified: DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
                 .ok()
                 .map(|t| t.with_timezone(&Utc)),
-        };
-        let report = OrphanReport {
-            env_prefix: "dev".into(),
-            older_than: Duration::from_secs(86_400),
-            executed: false,
-            scanned: 5,
-            referenced: 3,
-            too_young: 1,
-            orphans: vec![orphan.clone()],
-            unused_rows: BTreeMap::new(),
-            deleted: vec![],
-            kept: vec![],
-            failures: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn a_dry_run_report_lists_the_orphans_and_says_nothing_was_deleted() {
+        let mut report = OrphanReport::new("dev", Duration::from_secs(86_400), false);
+        (report.scanned, report.referenced, report.too_young) = (5, 3, 1);
+        report.orphans.push(Orphan {
+            object: object(1),
+            unused_row: None,
+        });
+        report.orphan_bytes = 1536;
         let text = report.to_string();
         assert!(text.contains("(dry run) for environment `dev`: 5 objects under `dev/`, 3 referenced, 1 unreferenced but newer than 1d (kept)."), "{text}");
         assert!(
@@ -551,25 +614,57 @@ mod tests {
         );
         assert!(
             text.contains(
-                "  dev/portraits/2024/05/a.png (1.5 KiB, last modified 2024-05-01T10:00:00Z)"
+                "  dev/portraits/2024/05/01.png (1.5 KiB, last modified 2024-05-01T10:00:00Z)"
             ),
             "{text}"
         );
         assert!(text.contains("nothing was deleted"), "{text}");
+        assert!(!text.contains("more (not listed)"), "{text}");
 
-        let executed = OrphanReport {
+        let mut executed = OrphanReport {
             executed: true,
-            deleted: vec![orphan],
             ..report.clone()
         };
+        executed.record(&report.orphans.listed()[0], Outcome::Deleted);
         let text = executed.to_string();
         assert!(text.contains("Deleted 1 orphan (1.5 KiB)"), "{text}");
         assert!(!text.contains("nothing was deleted"), "{text}");
 
-        let none = OrphanReport {
-            orphans: vec![],
-            ..report
-        };
+        let none = OrphanReport::new("dev", Duration::ZERO, false);
         assert!(none.to_string().contains("No orphans"), "{none}");
+    }
+
+    #[test]
+    fn a_report_on_many_orphans_lists_the_first_and_counts_the_rest() {
+        let mut report = OrphanReport::new("dev", Duration::ZERO, true);
+        for i in 0..50 {
+            let orphan = Orphan {
+                object: object(i),
+                unused_row: None,
+            };
+            report.orphans.push(orphan.clone());
+            report.orphan_bytes += orphan.object.size;
+            let outcome = match i % 5 {
+                0 => Outcome::Kept("it no longer exists".into()),
+                _ => Outcome::Deleted,
+            };
+            report.record(&orphan, outcome);
+        }
+        assert_eq!(report.orphans.total(), 50);
+        assert_eq!(report.orphans.listed().len(), super::super::bucket::LISTED);
+        assert_eq!((report.deleted.total(), report.kept.total()), (40, 10));
+        let text = report.to_string();
+        assert!(
+            text.contains("Deleted 40 orphans (60.0 KiB) that no row references:"),
+            "{text}"
+        );
+        assert!(text.contains("  dev/portraits/2024/05/01.png"), "{text}");
+        assert!(
+            !text.contains("/25.png"),
+            "only the first 20 deleted are listed: {text}"
+        );
+        assert!(text.contains("  … and 20 more (not listed)"), "{text}");
+        assert!(text.contains("Kept 10 objects:"), "{text}");
+        assert!(text.lines().count() < 50, "{text}");
     }
 }

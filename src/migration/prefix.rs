@@ -16,8 +16,8 @@ use std::fmt;
 use futures::{stream, StreamExt};
 
 use super::bucket::{
-    count, env_segment, has_env_prefix, key_file_name, page_references, url_refers_to, Listing,
-    References, LIST_PAGE_SIZE,
+    count, env_segment, has_env_prefix, key_file_name, page_references, url_refers_to, Listed,
+    Listing, References, LIST_PAGE_SIZE,
 };
 pub use super::bucket::{KeyFailure, MigrationError, ENVIRONMENTS};
 use crate::db::Db;
@@ -46,7 +46,9 @@ pub struct PrefixMove {
     pub characters_updated: u64,
 }
 
-/// What [`migrate_prefix`] did, or would do in a dry run.
+/// What [`migrate_prefix`] did, or would do in a dry run: counts, and the first
+/// [`super::bucket::LISTED`] objects of each kind by key (the report does not grow with the
+/// bucket).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefixReport {
     /// The environment objects were moved under (`dev` or `prod`).
@@ -59,24 +61,41 @@ pub struct PrefixReport {
     pub already_prefixed: u64,
     /// Objects moved, by source key: copied, verified, rows updated and the source deleted.
     /// In a dry run, the objects that would be.
-    pub moves: Vec<PrefixMove>,
+    pub moves: Listed<PrefixMove>,
+    /// The moved objects' total size.
+    pub moved_bytes: u64,
+    /// Portrait rows pointed at new keys, over every move.
+    pub portraits_updated: u64,
+    /// Characters whose portrait URL now shows a new key, over every move.
+    pub characters_updated: u64,
     /// Objects without a prefix that were not (or, in a dry run, would not be) completely
     /// moved, by key. The source is always still there.
-    pub failures: Vec<KeyFailure>,
+    pub failures: Listed<KeyFailure>,
     /// Objects without a prefix left where they are on purpose, and why: a setting links to
     /// them (the default portrait), so moving them would break that link.
     pub kept: Vec<KeyFailure>,
 }
 
 impl PrefixReport {
-    /// The source keys of [`PrefixReport::moves`], in key order.
+    /// The source keys of the moves listed in [`PrefixReport::moves`], in key order.
     pub fn moved_keys(&self) -> Vec<&str> {
-        self.moves.iter().map(|m| m.from.as_str()).collect()
+        self.moves
+            .listed()
+            .iter()
+            .map(|m| m.from.as_str())
+            .collect()
     }
 
     /// Whether every object without a prefix was (or would be) moved.
     pub fn is_complete(&self) -> bool {
         self.failures.is_empty()
+    }
+
+    fn record(&mut self, moved: PrefixMove) {
+        self.moved_bytes += moved.size;
+        self.portraits_updated += moved.portraits_updated;
+        self.characters_updated += moved.characters_updated;
+        self.moves.push(moved);
     }
 }
 
@@ -99,25 +118,23 @@ impl fmt::Display for PrefixReport {
             );
         }
         if !self.moves.is_empty() {
-            let bytes: u64 = self.moves.iter().map(|m| m.size).sum();
-            let portraits: u64 = self.moves.iter().map(|m| m.portraits_updated).sum();
-            let characters: u64 = self.moves.iter().map(|m| m.characters_updated).sum();
             writeln!(
                 f,
                 "{} {} ({}) under `{env}/`, updating {} and {}:",
                 if self.dry_run { "Would move" } else { "Moved" },
-                count(self.moves.len() as u64, "object"),
-                human_bytes(bytes),
-                count(portraits, "portrait row"),
-                count(characters, "character"),
+                count(self.moves.total(), "object"),
+                human_bytes(self.moved_bytes),
+                count(self.portraits_updated, "portrait row"),
+                count(self.characters_updated, "character"),
             )?;
-            for m in &self.moves {
+            for m in self.moves.listed() {
                 write!(f, "  {} → {}", m.from, m.to)?;
                 if !m.copied {
                     write!(f, " (already copied by an earlier run)")?;
                 }
                 writeln!(f)?;
             }
+            self.moves.write_unlisted(f)?;
         }
         for kept in &self.kept {
             writeln!(f, "Left in place: {} ({})", kept.key, kept.reason)?;
@@ -131,11 +148,12 @@ impl fmt::Display for PrefixReport {
                 } else {
                     "Not moved"
                 },
-                count(self.failures.len() as u64, "object"),
+                count(self.failures.total(), "object"),
             )?;
-            for failure in &self.failures {
+            for failure in self.failures.listed() {
                 writeln!(f, "  {}: {}", failure.key, failure.reason)?;
             }
+            self.failures.write_unlisted(f)?;
         }
         if self.dry_run {
             writeln!(
@@ -191,8 +209,11 @@ pub async fn migrate_prefix_paged(
         dry_run,
         scanned: 0,
         already_prefixed: 0,
-        moves: Vec::new(),
-        failures: Vec::new(),
+        moves: Listed::default(),
+        moved_bytes: 0,
+        portraits_updated: 0,
+        characters_updated: 0,
+        failures: Listed::default(),
         kept: Vec::new(),
     };
     // Moved objects land under `{env}/`, which sorts before every unprefixed key, so the
@@ -213,7 +234,7 @@ pub async fn migrate_prefix_paged(
         if unprefixed.is_empty() {
             continue;
         }
-        let outcomes: Vec<Result<PrefixMove, KeyFailure>> = if dry_run {
+        let mut outcomes: Vec<Result<PrefixMove, KeyFailure>> = if dry_run {
             let keys: Vec<&str> = unprefixed.iter().map(|(key, _)| key.as_str()).collect();
             let references = page_references(db, store, &keys).await?;
             let references = &references;
@@ -229,17 +250,25 @@ pub async fn migrate_prefix_paged(
                 .collect()
                 .await
         };
+        // Moves finish in any order; pages come in key order, so sorting each page lists the
+        // report in key order, which is easier to read and to compare.
+        outcomes.sort_by(|a, b| outcome_key(a).cmp(outcome_key(b)));
         for outcome in outcomes {
             match outcome {
-                Ok(moved) => report.moves.push(moved),
+                Ok(moved) => report.record(moved),
                 Err(failure) => report.failures.push(failure),
             }
         }
     }
-    // Moves finish in any order; a report in key order is easier to read and to compare.
-    report.moves.sort_by(|a, b| a.from.cmp(&b.from));
-    report.failures.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(report)
+}
+
+/// The source key an outcome is about.
+fn outcome_key(outcome: &Result<PrefixMove, KeyFailure>) -> &str {
+    match outcome {
+        Ok(moved) => &moved.from,
+        Err(failure) => &failure.key,
+    }
 }
 
 /// What a real run would do with one object: the destination is looked at, the references
@@ -462,27 +491,40 @@ mod tests {
         assert_eq!(destination("dev", "a/b.png").unwrap(), "dev/a/b.png");
     }
 
-    #[test]
-    fn a_report_says_what_would_move_and_that_nothing_changed() {
-        let report = PrefixReport {
+    fn planned(from: &str) -> PrefixMove {
+        PrefixMove {
+            from: from.into(),
+            to: format!("dev/{from}"),
+            size: 2048,
+            copied: false,
+            portraits_updated: 1,
+            characters_updated: 2,
+        }
+    }
+
+    fn empty_report(dry_run: bool) -> PrefixReport {
+        PrefixReport {
             env_prefix: "dev".into(),
-            dry_run: true,
+            dry_run,
             scanned: 4,
             already_prefixed: 2,
-            moves: vec![PrefixMove {
-                from: "portraits/a.png".into(),
-                to: "dev/portraits/a.png".into(),
-                size: 2048,
-                copied: false,
-                portraits_updated: 1,
-                characters_updated: 2,
-            }],
-            failures: vec![KeyFailure {
-                key: "b.png".into(),
-                reason: "because".into(),
-            }],
+            moves: Listed::default(),
+            moved_bytes: 0,
+            portraits_updated: 0,
+            characters_updated: 0,
+            failures: Listed::default(),
             kept: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn a_report_says_what_would_move_and_that_nothing_changed() {
+        let mut report = empty_report(true);
+        report.record(planned("portraits/a.png"));
+        report.failures.push(KeyFailure {
+            key: "b.png".into(),
+            reason: "because".into(),
+        });
         let text = report.to_string();
         assert!(
             text.contains("(dry run) for environment `dev`: 4 objects in the bucket, 2 without"),
@@ -501,7 +543,7 @@ mod tests {
 
         let done = PrefixReport {
             dry_run: false,
-            failures: vec![],
+            failures: Listed::default(),
             ..report
         };
         let text = done.to_string();
@@ -510,9 +552,27 @@ mod tests {
 
         let empty = PrefixReport {
             scanned: 2,
-            moves: vec![],
-            ..done
+            ..empty_report(false)
         };
         assert!(empty.to_string().contains("Nothing to move"), "{empty}");
+    }
+
+    #[test]
+    fn a_report_on_many_moves_lists_the_first_and_counts_them_all() {
+        let mut report = empty_report(false);
+        report.scanned = 102;
+        for i in 0..100 {
+            report.record(planned(&format!("portraits/{i:03}.png")));
+        }
+        assert_eq!(report.moves.total(), 100);
+        let text = report.to_string();
+        assert!(text.contains("Moved 100 objects (200.0 KiB) under `dev/`, updating 100 portrait rows and 200 characters:"), "{text}");
+        assert!(
+            text.contains("  portraits/019.png → dev/portraits/019.png"),
+            "{text}"
+        );
+        assert!(!text.contains("portraits/020.png"), "{text}");
+        assert!(text.contains("  … and 80 more (not listed)"), "{text}");
+        assert!(text.lines().count() < 30, "{text}");
     }
 }

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use portrait_bot::db::{Character, NewPortrait};
 use portrait_bot::fetch::Origin;
+use portrait_bot::migration::bucket::{KeyFailure, LISTED};
 use portrait_bot::migration::cdn::{CdnMigrator, MigrateOptions, MigrationSummary};
-use portrait_bot::migration::orphans::{delete_orphans, find_orphans, find_orphans_paged};
+use portrait_bot::migration::orphans::{
+    cleanup_orphans_paged, delete_orphans, find_orphans, find_orphans_paged,
+};
 use portrait_bot::migration::prefix::{migrate_prefix, migrate_prefix_paged};
 use portrait_bot::moderation::history::Actor;
 use portrait_bot::storage::Store;
@@ -261,7 +264,8 @@ on_both_databases! {
         assert_eq!((whole.scanned, whole.referenced), (11, 6));
 
         let report = delete_orphans(&t.app.db, &store, paged).await;
-        assert_eq!(report.deleted, whole.orphans);
+        let orphans: Vec<_> = whole.orphans.listed().iter().map(|o| o.object.clone()).collect();
+        assert_eq!(report.deleted.listed(), orphans);
         assert_eq!(t.bucket_keys().await.len(), 14 - 5);
         assert_eq!(t.app.db.stats().await.unwrap().portraits, 3, "the three unused rows went with their objects");
     }
@@ -274,13 +278,89 @@ on_both_databases! {
         let whole = migrate_prefix(&t.app.db, &store, "dev", true, &[]).await.unwrap();
         let paged = migrate_prefix_paged(&t.app.db, &store, "dev", true, &[], 2).await.unwrap();
         assert_eq!(paged, whole);
-        assert_eq!(whole.moves.len(), 3);
-        assert_eq!(whole.moves.iter().map(|m| m.characters_updated).sum::<u64>(), 2);
+        assert_eq!(whole.moves.total(), 3);
+        assert_eq!(whole.characters_updated, 2);
 
         let moved = migrate_prefix_paged(&t.app.db, &store, "dev", false, &[], 2).await.unwrap();
         assert!(moved.is_complete(), "{moved}");
         assert_eq!(moved.moved_keys(), whole.moved_keys());
         assert!(t.bucket_keys().await.iter().all(|k| k.starts_with("dev/")));
+    }
+
+    async fn a_cleanup_of_many_orphans_deletes_page_by_page_and_lists_only_the_first(t: TestDb) {
+        let t = TestApp::start(t).await;
+        let store = t.s3.store();
+        // 25 orphans (every fifth with an unused row), two objects characters show, and a
+        // default portrait no row references.
+        let mut orphans = Vec::new();
+        for i in 0..25u32 {
+            let key = format!("dev/portraits/2026/0{}/{i:016}_lost{i}.png", 1 + i % 3);
+            store.put(&key, format!("lost {i}").into(), "image/png", &[]).await.unwrap();
+            if i % 5 == 0 {
+                t.app.db.record_portrait(&portrait(&key, &store.public_url(&key))).await.unwrap();
+            }
+            orphans.push(key);
+        }
+        orphans.sort();
+        let shown = ["dev/portraits/2026/01/aa_shown.png", "dev/portraits/2026/02/bb_shown.png"];
+        for (i, key) in shown.iter().enumerate() {
+            store.put(key, "shown".into(), "image/png", &[]).await.unwrap();
+            let c = t.create_character(&format!("Shown {i}")).await;
+            t.app.db.attach_portrait(c.id, &portrait(key, &store.public_url(key)), None).await.unwrap();
+        }
+        let default = KeyFailure { key: "dev/defaults/portrait.png".into(), reason: "it is the default portrait".into() };
+        store.put(&default.key, "default".into(), "image/png", &[]).await.unwrap();
+        let keep = std::slice::from_ref(&default);
+
+        let dry = cleanup_orphans_paged(&t.app.db, &store, "dev", Duration::ZERO, false, keep, 4).await.unwrap();
+        assert_eq!((dry.scanned, dry.referenced, dry.orphans.total()), (28, 2, 25));
+        assert_eq!(dry.orphan_keys(), orphans[..LISTED].iter().map(String::as_str).collect::<Vec<_>>(), "the first by key");
+        assert_eq!(dry.orphans.listed().iter().filter(|o| o.unused_row.is_some()).count(), 4);
+        assert_eq!(dry.kept.listed(), keep);
+        let text = dry.to_string();
+        assert!(text.contains("Would delete 25 orphans"), "{text}");
+        assert!(text.contains("  … and 5 more (not listed)"), "{text}");
+        assert!(text.contains("dev/defaults/portrait.png: it is the default portrait"), "{text}");
+        assert_eq!(t.bucket_keys().await.len(), 28, "a dry run deletes nothing");
+
+        let report = cleanup_orphans_paged(&t.app.db, &store, "dev", Duration::ZERO, true, keep, 4).await.unwrap();
+        assert_eq!((report.orphans.total(), report.deleted.total(), report.failures.total()), (25, 25, 0), "{report}");
+        assert_eq!(report.deleted_keys(), dry.orphan_keys());
+        assert_eq!(report.orphans, dry.orphans, "the same verdicts as the dry run");
+        assert!(report.to_string().contains("Deleted 25 orphans"), "{report}");
+        let mut left = vec![default.key.clone(), shown[0].to_owned(), shown[1].to_owned()];
+        left.sort();
+        assert_eq!(t.bucket_keys().await, left, "every orphan deleted, across pages; the rest kept");
+        assert_eq!(t.app.db.stats().await.unwrap().portraits, 2, "the unused rows went with their objects");
+    }
+
+    async fn a_prefix_move_of_many_objects_counts_them_all_and_lists_the_first(t: TestDb) {
+        let t = TestApp::start(t).await;
+        let store = t.s3.store();
+        let mut keys = Vec::new();
+        for i in 0..25u32 {
+            let key = format!("portraits/2024/0{}/{i:016}_old{i}.png", 1 + i % 3);
+            store.put(&key, format!("old {i}").into(), "image/png", &[]).await.unwrap();
+            if i % 5 == 0 {
+                let c = t.create_character(&format!("Old {i}")).await;
+                t.app.db.attach_portrait(c.id, &portrait(&key, &store.public_url(&key)), None).await.unwrap();
+            }
+            keys.push(key);
+        }
+        keys.sort();
+
+        let dry = migrate_prefix_paged(&t.app.db, &store, "dev", true, &[], 4).await.unwrap();
+        assert_eq!((dry.moves.total(), dry.portraits_updated, dry.characters_updated), (25, 5, 5));
+        assert_eq!(dry.moved_keys(), keys[..LISTED].iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(dry.to_string().contains("  … and 5 more (not listed)"), "{dry}");
+
+        let moved = migrate_prefix_paged(&t.app.db, &store, "dev", false, &[], 4).await.unwrap();
+        assert!(moved.is_complete(), "{moved}");
+        assert_eq!((moved.moves.total(), moved.portraits_updated, moved.characters_updated), (25, 5, 5));
+        assert_eq!(moved.moved_keys(), dry.moved_keys());
+        let mut expected: Vec<String> = keys.iter().map(|k| format!("dev/{k}")).collect();
+        expected.sort();
+        assert_eq!(t.bucket_keys().await, expected);
     }
 }
 
