@@ -660,7 +660,7 @@ mod tests {
         );
         assert!(text.contains("  dev/portraits/2024/05/01.png"), "{text}");
         assert!(
-            !text.contains("/25.png"),
+            !text.contains("/26.png"),
             "only the first 20 deleted are listed: {text}"
         );
         assert!(text.contains("  … and 20 more (not listed)"), "{text}");
