@@ -18,8 +18,9 @@ use super::forms::{self, Submitted};
 use super::notify;
 use super::{access, embeds, gallery, BotError, Data};
 use crate::db::{Character, PendingPortrait};
-use crate::moderation::approval::{ApprovalError, MAX_REASON_CHARS};
+use crate::moderation::approval::ApprovalError;
 use crate::moderation::ModerationService;
+use crate::moderation::MAX_REASON_CHARS;
 use crate::portrait::PendingUpload;
 
 const APPROVE: &str = "approval:approve:";

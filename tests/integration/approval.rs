@@ -9,7 +9,7 @@ use portrait_bot::db::Character;
 use portrait_bot::moderation::approval::ApprovalError;
 use portrait_bot::moderation::history;
 use portrait_bot::moderation::settings::{self, Defaults, SettingsChange};
-use portrait_bot::moderation::ModerationService;
+use portrait_bot::moderation::{ModerationService, ReasonError};
 use portrait_bot::portrait::{IngestRequest, PortraitOutcome, PortraitSource, Upload};
 
 use crate::on_both_databases;
@@ -419,7 +419,7 @@ mod service {
             ));
             assert!(matches!(
                 moderation.reject(for_brom.pending.id, OWNER_USER.id, "").await,
-                Err(ApprovalError::ReasonMissing)
+                Err(ApprovalError::Reason(ReasonError::Missing))
             ));
             let rejected = moderation.reject(for_brom.pending.id, OWNER_USER.id, "off-topic").await.expect("rejected");
             assert!(rejected.blocked.is_some() && rejected.object_deleted);
