@@ -134,7 +134,7 @@ impl ModerationService {
         } else {
             None
         };
-        self.db
+        self.portraits
             .delete_character(character.id)
             .await?
             .ok_or(ModerationError::CharacterNotFound)?;

@@ -18,7 +18,7 @@ use crate::support::bot::{content, embed_image, is_ephemeral, TestBot, ANSWER};
 use crate::support::database::TestDb;
 use testkit::discord::{
     self, modal_submit, permissions, slash_command, with_permissions, User, GUILD_ID, OTHER_USER,
-    OWNER_USER,
+    OWNER_USER, PLAYER_USER,
 };
 use testkit::images;
 
@@ -194,6 +194,32 @@ async fn shown_url(bot: &TestBot) -> Option<String> {
 }
 
 on_both_databases! {
+    async fn deleting_a_character_with_a_waiting_upload_deletes_the_waiting_image(t: TestDb) {
+        let (bot, _) = approving_server(t).await;
+        upload(&bot, "Aria", &picture(2)).await;
+        let post = latest_post(&bot);
+        assert_eq!(bot.bucket_keys().await.len(), 2, "shown and waiting images stored");
+
+        bot.command(&slash_command("privacy").subcommand("delete-my-data").build()).await;
+        let confirmation = bot
+            .discord
+            .messages()
+            .into_iter()
+            .find(|m| content(m).contains("This deletes your"))
+            .expect("the confirmation");
+        let (click, answer) = press(&bot, &confirmation, "Delete my data", PLAYER_USER, MEMBER).await;
+        assert_eq!(answer["type"], 6, "{answer}");
+        bot.discord
+            .wait_for_rest("the result", discord::is_original_edit(&click), ANSWER)
+            .await;
+
+        assert!(bot.character(PLAYER, "Aria").await.is_none());
+        let keys = bot.bucket_keys().await;
+        assert!(keys.is_empty(), "no waiting image left behind: {keys:?}");
+        let note = approve(&bot, &post).await;
+        assert!(content(&note).contains("no longer waiting"), "{note}");
+    }
+
     async fn an_upload_waits_with_the_old_portrait_shown_until_an_admin_approves_it(t: TestDb) {
         let (bot, old_url) = approving_server(t).await;
 
