@@ -18,9 +18,9 @@ use super::forms::{self, Submitted};
 use super::notify;
 use super::{access, embeds, gallery, BotError, Data};
 use crate::db::{Character, PendingPortrait};
-use crate::moderation::approval::{ApprovalError, MAX_REASON_CHARS};
-use crate::moderation::settings::{self, Defaults};
+use crate::moderation::approval::ApprovalError;
 use crate::moderation::ModerationService;
+use crate::moderation::MAX_REASON_CHARS;
 use crate::portrait::PendingUpload;
 
 const APPROVE: &str = "approval:approve:";
@@ -44,22 +44,9 @@ fn entry_id(custom_id: &str, prefix: &str) -> Option<i64> {
     custom_id.strip_prefix(prefix)?.parse().ok()
 }
 
-/// The moderation services over the bot's application.
-pub(super) fn moderation(data: &Data) -> ModerationService {
-    ModerationService::new(
-        data.app.db.clone(),
-        data.app.store.clone(),
-        data.app.portraits.clone(),
-    )
-}
-
 /// The mod channel a server's uploads wait in, when it requires approval.
 pub async fn approval_channel(data: &Data, guild_id: u64) -> Result<Option<u64>, BotError> {
-    let defaults = Defaults {
-        max_characters: data.settings.max_characters_per_player,
-        uploads_per_10_minutes: data.settings.uploads_per_10_minutes,
-    };
-    let settings = settings::effective(&data.app.db, guild_id, &defaults).await?;
+    let settings = data.server_settings(guild_id).await?;
     Ok(settings.mod_channel.filter(|_| settings.approval_required))
 }
 
@@ -74,7 +61,7 @@ pub async fn ask_moderators(
     character: &Character,
     pending: PendingUpload,
 ) -> Result<CreateReply, BotError> {
-    let service = moderation(data);
+    let service = data.moderation();
     if let Some(replaced) = &pending.replaced {
         retire(
             http,
@@ -177,7 +164,7 @@ async fn approve(
 ) -> Result<(), BotError> {
     interaction.defer(ctx).await?;
     let admin = interaction.user.id.get();
-    let service = moderation(data);
+    let service = data.moderation();
     let decided = match waiting_here(&service, id, interaction.guild_id).await {
         Ok(()) => service.approve(id, admin).await,
         Err(err) => Err(err),
@@ -206,7 +193,12 @@ async fn approve(
         )),
     )
     .await;
-    follow_up(ctx, interaction, &format!("Approved. {}", delivery.note())).await
+    follow_up(
+        ctx,
+        &interaction.token,
+        &format!("Approved. {}", delivery.note()),
+    )
+    .await
 }
 
 /// Reject: the form asking for the reason, when the upload still waits.
@@ -216,7 +208,7 @@ async fn open_reason_form(
     interaction: &serenity::ComponentInteraction,
     id: i64,
 ) -> Result<(), BotError> {
-    if let Err(err) = waiting_here(&moderation(data), id, interaction.guild_id).await {
+    if let Err(err) = waiting_here(&data.moderation(), id, interaction.guild_id).await {
         if matches!(err, ApprovalError::NotPending) {
             strip_buttons(&ctx.http, interaction.channel_id, interaction.message.id).await;
         }
@@ -263,7 +255,7 @@ pub async fn submit_reason(
     };
     let form = Submitted::read(&interaction.data);
     let reason = form.text(REASON).unwrap_or_default();
-    let service = moderation(data);
+    let service = data.moderation();
     let decided = match waiting_here(&service, id, interaction.guild_id).await {
         Ok(()) => service.reject(id, admin, reason).await,
         Err(err) => Err(err),
@@ -303,15 +295,7 @@ pub async fn submit_reason(
         Err(err) if err.is_moderators_to_know() => err.to_string(),
         Err(err) => super::error::unexpected(&interaction.data.custom_id, admin, &err),
     };
-    interaction
-        .create_followup(
-            ctx,
-            serenity::CreateInteractionResponseFollowup::new()
-                .content(text)
-                .ephemeral(true),
-        )
-        .await?;
-    Ok(())
+    follow_up(ctx, &interaction.token, &text).await
 }
 
 /// Whether entry `id` still waits for approval in the server the interaction comes from (an
@@ -337,7 +321,7 @@ async fn decision_failed(
     if matches!(err, ApprovalError::NotPending) {
         strip_buttons(&ctx.http, interaction.channel_id, interaction.message.id).await;
     }
-    follow_up(ctx, interaction, &decision_text(&err, interaction)).await
+    follow_up(ctx, &interaction.token, &decision_text(&err, interaction)).await
 }
 
 fn decision_text(err: &ApprovalError, interaction: &serenity::ComponentInteraction) -> String {
@@ -385,18 +369,12 @@ fn server_name(ctx: &serenity::Context, guild_id: u64) -> String {
         .map_or_else(|| "a server".to_owned(), |name| format!("**{name}**"))
 }
 
-async fn follow_up(
-    ctx: &serenity::Context,
-    interaction: &serenity::ComponentInteraction,
-    text: &str,
-) -> Result<(), BotError> {
-    interaction
-        .create_followup(
-            ctx,
-            serenity::CreateInteractionResponseFollowup::new()
-                .content(text)
-                .ephemeral(true),
-        )
+async fn follow_up(ctx: &serenity::Context, token: &str, text: &str) -> Result<(), BotError> {
+    let message = serenity::CreateInteractionResponseFollowup::new()
+        .content(text)
+        .ephemeral(true);
+    ctx.http
+        .create_followup_message(token, &message, Vec::new())
         .await?;
     Ok(())
 }

@@ -63,11 +63,7 @@ impl Data {
     }
 
     pub(crate) fn moderation(&self) -> ModerationService {
-        ModerationService::new(
-            self.app.db.clone(),
-            self.app.store.clone(),
-            self.app.portraits.clone(),
-        )
+        self.app.moderation()
     }
 }
 

@@ -78,7 +78,8 @@ pub async fn set_portrait_for(
         declared_size: Some(attachment.size),
     };
     if let Some(mod_channel) = approval::approval_channel(data, character.guild_id).await? {
-        let outcome = approval::moderation(data)
+        let outcome = data
+            .moderation()
             .submit_for_approval(upload, &request)
             .await?;
         let reply = match outcome {

@@ -177,6 +177,36 @@ impl Db {
         Ok(row.as_ref().map(character_from_row).transpose()?)
     }
 
+    /// Deletes a character like [`Db::delete_character`], and also returns the portrait of the
+    /// upload it had waiting for approval (the queue entry goes with the character), so the
+    /// caller can release that too.
+    pub async fn delete_character_and_pending(
+        &self,
+        id: i64,
+    ) -> Result<Option<(Character, Option<i64>)>, DbError> {
+        // Lock the character before reading its pending row, in the order approval takes
+        // them, so an approval racing this either finishes first or finds nothing waiting.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE characters SET updated_at = updated_at WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT portrait_id FROM pending_portraits WHERE character_id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let row = sqlx::query(&format!(
+            "DELETE FROM characters WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((character_from_row(&row)?, pending)))
+    }
+
     /// Shows the default portrait again; returns the character as it was before, so the
     /// caller knows which portrait it let go of.
     pub async fn clear_character_portrait(&self, id: i64) -> Result<Option<Character>, DbError> {

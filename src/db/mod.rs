@@ -45,7 +45,9 @@ pub use approval::{PendingPortrait, QueuedPortrait, SubmittedPending};
 pub use characters::Character;
 pub use imports::{ImportTarget, ImportTransaction, ImportedCharacter};
 pub use migration_runs::{LeaseHolder, MigrationItem, MigrationRun};
-pub use moderation::{BlockedImage, GuildSettingsRow, HistoryBy, HistoryRow, NewHistory};
+pub use moderation::{
+    BlockedImage, GuildSettingsRow, HistoryBy, HistoryRow, NewHistory, GUILD_SETTING_COLUMNS,
+};
 pub use objects::{
     url_file_name, KeyReferences, ObjectReferences, PortraitReference, RenameOutcome,
 };

@@ -127,6 +127,14 @@ const HISTORY_COLUMNS: &str = "id, guild_id, owner_id, character_id, character_n
                                actor_id, action, portrait_url, reason, created_at";
 const BLOCKED_COLUMNS: &str = "id, guild_id, phash, character_name, reason, blocked_by, created_at";
 
+/// The server's own settings, each NULL when the default applies.
+pub const GUILD_SETTING_COLUMNS: [&str; 4] = [
+    "mod_channel_id",
+    "approval_required",
+    "max_characters",
+    "uploads_per_10_minutes",
+];
+
 impl Db {
     /// A server's stored settings (all `None` when it never set any).
     pub async fn guild_settings(&self, guild_id: u64) -> Result<GuildSettingsRow, DbError> {
@@ -182,6 +190,34 @@ impl Db {
         .bind(now_text())
         .execute(&self.pool)
         .await?;
+        self.guild_settings(guild_id).await
+    }
+
+    /// Forgets a server's own values of `columns` (from [`GUILD_SETTING_COLUMNS`]), so their
+    /// defaults apply again; returns what is stored afterwards.
+    pub async fn clear_guild_settings(
+        &self,
+        guild_id: u64,
+        columns: &[&str],
+        updated_by: u64,
+    ) -> Result<GuildSettingsRow, DbError> {
+        // Only fixed column names are spliced in, never input.
+        let cleared: Vec<String> = columns
+            .iter()
+            .filter(|column| GUILD_SETTING_COLUMNS.contains(column))
+            .map(|column| format!("{column} = NULL"))
+            .collect();
+        if !cleared.is_empty() {
+            sqlx::query(&format!(
+                "UPDATE guild_settings SET {}, updated_by = $2, updated_at = $3 WHERE guild_id = $1",
+                cleared.join(", ")
+            ))
+            .bind(to_db_id(guild_id))
+            .bind(to_db_id(updated_by))
+            .bind(now_text())
+            .execute(&self.pool)
+            .await?;
+        }
         self.guild_settings(guild_id).await
     }
 

@@ -16,12 +16,10 @@
 //! moderators pressing at once exactly one decides and the other is told it is decided.
 
 use super::history::{self, Action, Actor};
-use super::ModerationService;
+use super::{check_reason, ModerationService, ReasonError};
 use crate::db::{BlockedImage, Character, DbError, PendingPortrait, QueuedPortrait};
 use crate::portrait::{IngestError, IngestRequest, PendingUpload, PortraitOutcome, Upload};
 
-/// The longest rejection reason, in characters (it is shown in a DM and an embed).
-pub const MAX_REASON_CHARS: usize = 500;
 /// How many waiting uploads `/admin queue` lists.
 pub const QUEUE_PAGE: u32 = 20;
 /// What the history says of an upload stored but not shown yet.
@@ -35,10 +33,8 @@ pub enum ApprovalError {
          replaced by a newer upload, or its character was deleted."
     )]
     NotPending,
-    #[error("Give a reason for the rejection: the player is told it.")]
-    ReasonMissing,
-    #[error("The reason is longer than {MAX_REASON_CHARS} characters.")]
-    ReasonTooLong,
+    #[error(transparent)]
+    Reason(#[from] ReasonError),
     #[error(transparent)]
     Database(#[from] DbError),
 }
@@ -70,18 +66,6 @@ pub struct Rejected {
     pub blocked: Option<BlockedImage>,
     /// The stored object was deleted (false when a character shows the same bytes).
     pub object_deleted: bool,
-}
-
-/// A rejection reason as moderators type it: trimmed, not empty, not too long.
-pub fn check_reason(reason: &str) -> Result<&str, ApprovalError> {
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(ApprovalError::ReasonMissing);
-    }
-    if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(ApprovalError::ReasonTooLong);
-    }
-    Ok(reason)
 }
 
 impl ModerationService {
@@ -226,31 +210,5 @@ impl ModerationService {
         let listed = self.db.pending_queue(guild_id, QUEUE_PAGE).await?;
         let total = self.db.count_pending(guild_id).await?;
         Ok((listed, total))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reason_is_trimmed_and_must_say_something_briefly() {
-        assert_eq!(
-            check_reason("  not the character  ").unwrap(),
-            "not the character"
-        );
-        assert!(matches!(
-            check_reason(" \n "),
-            Err(ApprovalError::ReasonMissing)
-        ));
-        let long = "x".repeat(MAX_REASON_CHARS + 1);
-        assert!(matches!(
-            check_reason(&long),
-            Err(ApprovalError::ReasonTooLong)
-        ));
-        assert!(
-            check_reason(&"é".repeat(MAX_REASON_CHARS)).is_ok(),
-            "characters, not bytes"
-        );
     }
 }

@@ -20,8 +20,36 @@ use crate::storage::Store;
 use history::{Action, Actor};
 
 /// Why a moderation action did not happen.
+/// The longest reason a moderator may give, in characters (the player is shown it in a DM and
+/// moderators in an embed).
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// Why a moderator's reason was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReasonError {
+    #[error("Give a reason: the player is told it. Nothing was changed.")]
+    Missing,
+    #[error("The reason is longer than {MAX_REASON_CHARS} characters. Nothing was changed.")]
+    TooLong,
+}
+
+/// A reason as moderators type it, for a rejection, a removal or a deletion alike: trimmed,
+/// not empty, not too long.
+pub fn check_reason(reason: &str) -> Result<&str, ReasonError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ReasonError::Missing);
+    }
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ReasonError::TooLong);
+    }
+    Ok(reason)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModerationError {
+    #[error(transparent)]
+    Reason(#[from] ReasonError),
     #[error("that character no longer exists")]
     CharacterNotFound,
     #[error("`{name}` already shows the default portrait")]
@@ -78,6 +106,7 @@ impl ModerationService {
         admin: Actor,
         reason: &str,
     ) -> Result<Removal, ModerationError> {
+        let reason = check_reason(reason)?;
         let character = self.character(character_id).await?;
         if character.portrait_url.is_none() {
             return Err(ModerationError::NoPortrait {
@@ -98,13 +127,14 @@ impl ModerationService {
         admin: Actor,
         reason: &str,
     ) -> Result<Removal, ModerationError> {
+        let reason = check_reason(reason)?;
         let character = self.character(character_id).await?;
         let blocked = if character.portrait_url.is_some() {
             self.block(&character, admin, reason).await?
         } else {
             None
         };
-        self.db
+        self.portraits
             .delete_character(character.id)
             .await?
             .ok_or(ModerationError::CharacterNotFound)?;
@@ -221,5 +251,25 @@ impl ModerationService {
         };
         self.portraits.release_portrait(portrait_id).await;
         Ok(self.db.portrait_by_id(portrait_id).await?.is_none())
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_trimmed_and_must_say_something_briefly() {
+        assert_eq!(
+            check_reason("  not the character  "),
+            Ok("not the character")
+        );
+        assert_eq!(check_reason(" \n "), Err(ReasonError::Missing));
+        let long = "x".repeat(MAX_REASON_CHARS + 1);
+        assert_eq!(check_reason(&long), Err(ReasonError::TooLong));
+        assert!(
+            check_reason(&"é".repeat(MAX_REASON_CHARS)).is_ok(),
+            "characters, not bytes"
+        );
     }
 }

@@ -129,7 +129,7 @@ impl ModerationService {
         let mut report = PurgeReport::default();
         let mut portraits = BTreeSet::new();
         for character in &plan.characters {
-            if let Some(deleted) = self.db.delete_character(character.id).await? {
+            if let Some(deleted) = self.portraits.delete_character(character.id).await? {
                 portraits.extend(deleted.portrait_id);
                 report.characters.push(deleted);
             }

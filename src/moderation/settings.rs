@@ -51,8 +51,35 @@ pub enum SettingsError {
     Uploads,
     #[error("set mod_channel before turning approval_required on: approvals are posted there")]
     ApprovalWithoutChannel,
+    #[error(
+        "approval_required is on, and uploads wait in the mod channel: turn approval_required \
+         off (or reset it) before resetting mod_channel"
+    )]
+    ChannelNeededForApproval,
     #[error(transparent)]
     Database(#[from] DbError),
+}
+
+/// Which of a server's own values to forget, so the default applies again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingReset {
+    All,
+    ModChannel,
+    ApprovalRequired,
+    MaxCharacters,
+    UploadsPer10Minutes,
+}
+
+impl SettingReset {
+    fn columns(self) -> &'static [&'static str] {
+        match self {
+            SettingReset::All => &crate::db::GUILD_SETTING_COLUMNS,
+            SettingReset::ModChannel => &["mod_channel_id"],
+            SettingReset::ApprovalRequired => &["approval_required"],
+            SettingReset::MaxCharacters => &["max_characters"],
+            SettingReset::UploadsPer10Minutes => &["uploads_per_10_minutes"],
+        }
+    }
 }
 
 impl EffectiveSettings {
@@ -123,6 +150,26 @@ pub async fn update(
             },
             updated_by,
         )
+        .await?;
+    Ok(EffectiveSettings::resolve(&stored, defaults))
+}
+
+/// Puts a server's own value(s) back to the default; returns the settings that apply
+/// afterwards. The mod channel alone cannot go while approval is on: uploads wait there.
+pub async fn reset(
+    db: &Db,
+    guild_id: u64,
+    which: SettingReset,
+    updated_by: u64,
+    defaults: &Defaults,
+) -> Result<EffectiveSettings, SettingsError> {
+    if which == SettingReset::ModChannel
+        && db.guild_settings(guild_id).await?.approval_required == Some(true)
+    {
+        return Err(SettingsError::ChannelNeededForApproval);
+    }
+    let stored = db
+        .clear_guild_settings(guild_id, which.columns(), updated_by)
         .await?;
     Ok(EffectiveSettings::resolve(&stored, defaults))
 }

@@ -799,6 +799,19 @@ impl PortraitService {
             .map_err(IngestError::Rejected)
     }
 
+    /// Deletes a character, releasing the upload it had waiting for approval (its object goes
+    /// when nothing else uses it). Every way of deleting a character goes through here; the
+    /// portrait the character showed is returned in the character for the caller to release.
+    pub async fn delete_character(&self, id: i64) -> Result<Option<Character>, DbError> {
+        let Some((character, pending)) = self.db.delete_character_and_pending(id).await? else {
+            return Ok(None);
+        };
+        if let Some(portrait_id) = pending {
+            self.release_portrait(portrait_id).await;
+        }
+        Ok(Some(character))
+    }
+
     /// Deletes a portrait's row and object once no character shows it. Failures are logged,
     /// not raised: the caller's change already happened, and an object left behind is found
     /// by orphan cleanup.

@@ -9,7 +9,7 @@ use portrait_bot::db::Character;
 use portrait_bot::moderation::approval::ApprovalError;
 use portrait_bot::moderation::history;
 use portrait_bot::moderation::settings::{self, Defaults, SettingsChange};
-use portrait_bot::moderation::ModerationService;
+use portrait_bot::moderation::{ModerationService, ReasonError};
 use portrait_bot::portrait::{IngestRequest, PortraitOutcome, PortraitSource, Upload};
 
 use crate::on_both_databases;
@@ -18,7 +18,7 @@ use crate::support::bot::{content, embed_image, is_ephemeral, TestBot, ANSWER};
 use crate::support::database::TestDb;
 use testkit::discord::{
     self, modal_submit, permissions, slash_command, with_permissions, User, GUILD_ID, OTHER_USER,
-    OWNER_USER,
+    OWNER_USER, PLAYER_USER,
 };
 use testkit::images;
 
@@ -194,6 +194,32 @@ async fn shown_url(bot: &TestBot) -> Option<String> {
 }
 
 on_both_databases! {
+    async fn deleting_a_character_with_a_waiting_upload_deletes_the_waiting_image(t: TestDb) {
+        let (bot, _) = approving_server(t).await;
+        upload(&bot, "Aria", &picture(2)).await;
+        let post = latest_post(&bot);
+        assert_eq!(bot.bucket_keys().await.len(), 2, "shown and waiting images stored");
+
+        bot.command(&slash_command("privacy").subcommand("delete-my-data").build()).await;
+        let confirmation = bot
+            .discord
+            .messages()
+            .into_iter()
+            .find(|m| content(m).contains("This deletes your"))
+            .expect("the confirmation");
+        let (click, answer) = press(&bot, &confirmation, "Delete my data", PLAYER_USER, MEMBER).await;
+        assert_eq!(answer["type"], 6, "{answer}");
+        bot.discord
+            .wait_for_rest("the result", discord::is_original_edit(&click), ANSWER)
+            .await;
+
+        assert!(bot.character(PLAYER, "Aria").await.is_none());
+        let keys = bot.bucket_keys().await;
+        assert!(keys.is_empty(), "no waiting image left behind: {keys:?}");
+        let note = approve(&bot, &post).await;
+        assert!(content(&note).contains("no longer waiting"), "{note}");
+    }
+
     async fn an_upload_waits_with_the_old_portrait_shown_until_an_admin_approves_it(t: TestDb) {
         let (bot, old_url) = approving_server(t).await;
 
@@ -419,7 +445,7 @@ mod service {
             ));
             assert!(matches!(
                 moderation.reject(for_brom.pending.id, OWNER_USER.id, "").await,
-                Err(ApprovalError::ReasonMissing)
+                Err(ApprovalError::Reason(ReasonError::Missing))
             ));
             let rejected = moderation.reject(for_brom.pending.id, OWNER_USER.id, "off-topic").await.expect("rejected");
             assert!(rejected.blocked.is_some() && rejected.object_deleted);

@@ -193,6 +193,35 @@ fn field<'a>(message: &'a Value, name: &str) -> &'a str {
 }
 
 on_both_databases! {
+    async fn an_admin_resets_a_setting_to_the_default_but_not_the_channel_approvals_wait_in(t: TestDb) {
+        let bot = TestBot::start_with(t, no_message_step()).await;
+        // The choice's index, as Discord sends it.
+        let reset = |index: i64| admin(&["settings", "reset"], &[Opt::Int("setting", index)]);
+        bot.command(&admin(&["settings", "set"], &[
+            Opt::Channel("mod_channel", MOD_CHANNEL),
+            Opt::Bool("approval_required", true),
+            Opt::Int("max_characters", 3),
+        ])).await;
+
+        let saved = bot.command(&reset(3)).await;
+        assert!(is_ephemeral(&saved), "{saved}");
+        assert!(content(&saved).contains("Max characters per player: 10 (the bot's default)"), "{saved}");
+        let shown = content(&bot.command(&admin(&["settings", "show"], &[])).await).to_owned();
+        assert!(shown.contains("Max characters per player: 10 (the bot's default)"), "{shown}");
+        assert!(shown.contains("Approval required: yes (set by this server)"), "{shown}");
+
+        let refused = bot.command(&reset(1)).await;
+        assert!(is_ephemeral(&refused), "{refused}");
+        assert!(content(&refused).contains("Nothing was changed: approval_required is on"), "{refused}");
+        let shown = content(&bot.command(&admin(&["settings", "show"], &[])).await).to_owned();
+        assert!(shown.contains(&format!("Mod channel: <#{MOD_CHANNEL}>")), "unchanged: {shown}");
+
+        bot.command(&reset(2)).await;
+        let unset = bot.command(&reset(1)).await;
+        assert!(content(&unset).contains("Mod channel: none"), "{unset}");
+        assert!(content(&unset).contains("Approval required: no (the bot's default)"), "{unset}");
+    }
+
     async fn each_server_sets_its_own_limits_and_the_bot_enforces_them_separately(t: TestDb) {
         let bot = TestBot::start_with(t, no_message_step()).await;
         bot.discord.add_guild(OTHER_GUILD);

@@ -102,7 +102,36 @@ async fn press(bot: &TestBot, message: &Value, custom_id: &str, user: User) -> (
     (click, callback.body().clone())
 }
 
+/// The player presses Delete: acknowledged at once (a deferred update), then the message is
+/// edited to say what went; returns that text.
+async fn confirm(bot: &TestBot, message: &Value, delete: &str) -> Value {
+    let (click, acknowledged) = press(bot, message, delete, PLAYER_USER).await;
+    assert_eq!(acknowledged["type"], 6, "deferred update first");
+    let edit = bot
+        .discord
+        .wait_for_rest("the result", discord::is_original_edit(&click), ANSWER)
+        .await;
+    edit.body()["content"].clone()
+}
+
 on_both_databases! {
+    async fn delete_my_data_confirmed_after_a_restart_still_deletes(t: TestDb) {
+        let mut bot = TestBot::start(t).await;
+        register(&bot, PLAYER_USER, "Aria", &png(&picture(3))).await;
+        bot.command(&privacy("delete-my-data", PLAYER_USER)).await;
+        let message = confirmation(&bot, "This deletes your 1 character");
+
+        bot.restart().await;
+
+        let (delete, _) = buttons(&message);
+        assert_eq!(
+            confirm(&bot, &message, &delete).await,
+            "Deleted your 1 character: **Aria**, and 1 stored image."
+        );
+        assert!(bot.character(PLAYER, "Aria").await.is_none());
+        assert!(bot.bucket_keys().await.is_empty());
+    }
+
     async fn export_sends_the_caller_privately_a_json_file_of_only_their_characters_here(t: TestDb) {
         let bot = TestBot::start_with(t, without_message_step()).await;
         let aria_url = register(&bot, PLAYER_USER, "Aria", &png(&picture(1))).await;
@@ -186,14 +215,8 @@ on_both_databases! {
         assert_eq!(bot.bucket_keys().await.len(), 2);
 
         // The player confirms: acknowledged at once, then the message says what went.
-        let (click, acknowledged) = press(&bot, &message, &delete, PLAYER_USER).await;
-        assert_eq!(acknowledged["type"], 6, "deferred update first");
-        let edit = bot
-            .discord
-            .wait_for_rest("the result", discord::is_original_edit(&click), ANSWER)
-            .await;
         assert_eq!(
-            edit.body()["content"],
+            confirm(&bot, &message, &delete).await,
             "Deleted your 2 characters: **Aria**, **Brom**, and 1 stored image."
         );
         let shown = bot.discord.message(message_id(&message)).unwrap();

@@ -145,7 +145,7 @@ async fn delete(
 
     let outcome = if press.data.custom_id == confirm_id {
         let data = ctx.data();
-        if let Some(deleted) = data.app.db.delete_character(character.id).await? {
+        if let Some(deleted) = data.app.portraits.delete_character(character.id).await? {
             if let Some(portrait) = deleted.portrait_id {
                 data.app.portraits.release_portrait(portrait).await;
             }

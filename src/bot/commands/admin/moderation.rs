@@ -10,7 +10,7 @@ use crate::bot::commands::{find_character, guild_id};
 use crate::bot::notify::{self, Delivery};
 use crate::bot::{BotError, Context};
 use crate::moderation::history::Actor;
-use crate::moderation::{ModerationError, Removal};
+use crate::moderation::{check_reason, ModerationError, Removal};
 
 /// Take down a player's portrait.
 #[poise::command(slash_command, guild_only, subcommands("remove"), subcommand_required)]
@@ -97,12 +97,7 @@ async fn take_down(
     // Reading and hashing the image, deleting it and two messages take longer than Discord's
     // 3 seconds.
     ctx.defer_ephemeral().await?;
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(BotError::player(
-            "Give a reason: the player is told it. Nothing was changed.",
-        ));
-    }
+    let reason = check_reason(reason).map_err(|err| BotError::player(err.to_string()))?;
     let data = ctx.data();
     let guild = guild_id(ctx)?;
     let character = find_character(ctx, player.id.get(), name).await?;
@@ -159,6 +154,7 @@ async fn take_down(
 fn refused(err: ModerationError) -> BotError {
     match err {
         ModerationError::Database(err) => err.into(),
+        ModerationError::Reason(err) => BotError::player(err.to_string()),
         ModerationError::CharacterNotFound => {
             BotError::player("That character no longer exists. Nothing was changed.")
         }
@@ -322,5 +318,24 @@ mod tests {
         assert!(text.contains("**Tavern**") && text.contains("**Aria**"));
         assert!(text.contains("removed the portrait"));
         assert!(text.ends_with("Reason: offensive"));
+    }
+
+    /// poise's `#[max_length]` takes a literal only: keep the reason options at the domain's limit.
+    #[test]
+    fn reason_options_are_limited_to_what_the_service_accepts() {
+        for command in [remove(), delete()] {
+            let registered = command.create_as_slash_command().expect("a slash command");
+            let json = serde_json::to_value(&registered).expect("serialisable");
+            let reason = json["options"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|option| option["name"] == "reason")
+                .expect("a reason option");
+            assert_eq!(
+                reason["max_length"],
+                crate::moderation::MAX_REASON_CHARS as u64
+            );
+        }
     }
 }

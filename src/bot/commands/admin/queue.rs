@@ -4,7 +4,6 @@ use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
 use super::require_admin;
-use crate::bot::approval::moderation;
 use crate::bot::commands::guild_id;
 use crate::bot::{BotError, Context};
 use crate::db::QueuedPortrait;
@@ -19,7 +18,7 @@ use crate::db::QueuedPortrait;
 pub async fn queue(ctx: Context<'_>) -> Result<(), BotError> {
     ctx.defer_ephemeral().await?;
     let guild = guild_id(ctx)?;
-    let (listed, total) = moderation(ctx.data()).queue(guild).await?;
+    let (listed, total) = ctx.data().moderation().queue(guild).await?;
     let reply = if total == 0 {
         CreateReply::default().content("No portraits are waiting for approval in this server.")
     } else {

@@ -1,4 +1,4 @@
-//! `/admin settings show|set`: this server's own limits and moderation settings; what a
+//! `/admin settings show|set|reset`: this server's own limits and moderation settings; what a
 //! server does not set comes from the bot's environment.
 
 use poise::serenity_prelude as serenity;
@@ -6,13 +6,15 @@ use poise::CreateReply;
 
 use crate::bot::commands::guild_id;
 use crate::bot::{BotError, Context};
-use crate::moderation::settings::{update, EffectiveSettings, SettingsChange, SettingsError};
+use crate::moderation::settings::{
+    self, update, EffectiveSettings, SettingReset, SettingsChange, SettingsError,
+};
 
 /// This server's moderation settings and limits.
 #[poise::command(
     slash_command,
     guild_only,
-    subcommands("show", "set"),
+    subcommands("show", "set", "reset"),
     subcommand_required
 )]
 pub async fn settings(_ctx: Context<'_>) -> Result<(), BotError> {
@@ -55,6 +57,47 @@ async fn set(
         &data.app.db,
         guild_id(ctx)?,
         &change,
+        ctx.author().id.get(),
+        &data.moderation_defaults(),
+    )
+    .await
+    .map_err(refused)?;
+    reply(ctx, describe(&updated, "Settings saved")).await
+}
+
+/// A setting `/admin settings reset` can put back to the default.
+#[derive(Debug, Clone, Copy, poise::ChoiceParameter)]
+enum Resettable {
+    #[name = "all"]
+    All,
+    #[name = "mod_channel"]
+    ModChannel,
+    #[name = "approval_required"]
+    ApprovalRequired,
+    #[name = "max_characters"]
+    MaxCharacters,
+    #[name = "uploads_per_10_minutes"]
+    UploadsPer10Minutes,
+}
+
+/// Put this server's own value back to the bot's default (or unset the mod channel).
+#[poise::command(slash_command, guild_only)]
+async fn reset(
+    ctx: Context<'_>,
+    #[description = "The setting to put back to the default, or all of them"] setting: Resettable,
+) -> Result<(), BotError> {
+    let which = match setting {
+        Resettable::All => SettingReset::All,
+        Resettable::ModChannel => SettingReset::ModChannel,
+        Resettable::ApprovalRequired => SettingReset::ApprovalRequired,
+        Resettable::MaxCharacters => SettingReset::MaxCharacters,
+        Resettable::UploadsPer10Minutes => SettingReset::UploadsPer10Minutes,
+    };
+    let data = ctx.data();
+    let updated = settings::reset(
+        &data.app.db,
+        guild_id(ctx)?,
+        which,
         ctx.author().id.get(),
         &data.moderation_defaults(),
     )
