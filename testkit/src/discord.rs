@@ -1913,16 +1913,6 @@ pub fn with_permissions(mut interaction: Value, permissions: u64) -> Value {
     interaction
 }
 
-/// `interaction` moved to `guild_id` and `channel_id` (a modal submit is built in
-/// [`GUILD_ID`]/[`CHANNEL_ID`]).
-pub fn in_guild(mut interaction: Value, guild_id: u64, channel_id: u64) -> Value {
-    interaction["guild_id"] = json!(guild_id.to_string());
-    interaction["channel_id"] = json!(channel_id.to_string());
-    interaction["channel"]["id"] = json!(channel_id.to_string());
-    interaction["authorizing_integration_owners"] = json!({ "0": guild_id.to_string() });
-    interaction
-}
-
 /// A button click (component interaction, type 3) on the bot's message `message_id`.
 pub fn button_click(
     custom_id: &str,
