@@ -19,6 +19,8 @@
 //!
 //! Reproduce: `cargo bench --bench scale` (all sizes), or for a quick run
 //! `SCALE_NS=10000,100000 TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench scale`.
+//! With `SCALE_KEEP=1` each data set (folder, and PostgreSQL database) is kept and its place
+//! printed, to profile a job on it afterwards.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -185,6 +187,14 @@ fn main() {
                     secs,
                     peak_mib,
                 });
+            }
+            if std::env::var_os("SCALE_KEEP").is_some() {
+                let kept = dir.keep();
+                eprintln!(
+                    "{engine} N={n}: data set kept in {} (database {url})",
+                    kept.display()
+                );
+                continue;
             }
             if let Some((admin, name)) = cleanup {
                 runtime.block_on(admin_sql(

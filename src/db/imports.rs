@@ -3,16 +3,22 @@
 //!
 //! The import works in batches, each one transaction ([`Db::begin_import`]): either every
 //! record of a batch is saved or none is, so a failure never leaves a half-updated character
-//! and running the import again is always safe. Inside a batch each record is a read
-//! ([`ImportTransaction::find`]) followed by one guarded write
-//! ([`ImportTransaction::create`] or [`ImportTransaction::compare_and_update`]); the rules
-//! deciding what to write live in the service, not here.
+//! and running the import again is always safe. A batch is read with one statement
+//! ([`ImportTransaction::find_many`]) and its new characters written with one
+//! ([`ImportTransaction::create_many`]), so the cost is a few round trips per batch rather than
+//! several per record (on PostgreSQL each is a network round trip); a changed character is one
+//! guarded write ([`ImportTransaction::compare_and_update`]). The rules deciding what to write
+//! live in the service, not here.
+
+use std::collections::HashMap;
 
 use sqlx::{Any, Row, Transaction};
 
 use super::characters::character_from_row;
 use super::moderation::{record_history_in, HistoryBy};
-use super::{now_text, to_db_id, Backend, Character, Db, DbError};
+use super::{
+    now_text, to_db_id, Backend, Character, Db, DbError, Placeholders, ROWS_PER_STATEMENT,
+};
 use crate::character::{CharacterBio, CharacterClass, CharacterName, DiscordId};
 
 /// A character found by an import, and where its stored portrait came from.
@@ -40,12 +46,42 @@ pub struct ImportedCharacter<'a> {
     pub portrait_url: Option<&'a str>,
 }
 
+/// The key an import finds a character by: guild, owner and name (ignoring case and
+/// surrounding spaces, as the unique index does).
+#[derive(Debug, Clone, Copy)]
+pub struct ImportKey<'a> {
+    pub guild_id: DiscordId,
+    pub owner_id: DiscordId,
+    pub name: &'a CharacterName,
+}
+
+impl ImportKey<'_> {
+    fn db_key(&self) -> (i64, i64, String) {
+        (
+            to_db_id(self.guild_id.get()),
+            to_db_id(self.owner_id.get()),
+            self.name.key(),
+        )
+    }
+}
+
+impl<'a> ImportedCharacter<'a> {
+    fn key(&self) -> ImportKey<'a> {
+        ImportKey {
+            guild_id: self.guild_id,
+            owner_id: self.owner_id,
+            name: self.name,
+        }
+    }
+}
+
 /// One batch of an import: a transaction that is committed or rolled back as a whole.
 ///
 /// Dropping it without [`ImportTransaction::commit`] rolls it back.
 #[derive(Debug)]
 pub struct ImportTransaction {
     tx: Transaction<'static, Any>,
+    backend: Backend,
 }
 
 const CHARACTER_COLUMNS: &str = "c.id, c.guild_id, c.owner_id, c.name, c.class, c.bio, \
@@ -68,93 +104,174 @@ impl Db {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(ImportTransaction { tx })
+        Ok(ImportTransaction {
+            tx,
+            backend: self.backend,
+        })
     }
 }
 
 impl ImportTransaction {
-    /// A player's character by name (ignoring case and surrounding spaces), with the links
-    /// its stored portrait came from.
+    /// Characters by key (guild, owner and name ignoring case and surrounding spaces), with
+    /// the links their stored portraits came from: `found[i]` is the character of `keys[i]`.
     ///
-    /// Both lookups are indexed: the character by its unique key, the migration items by
-    /// `migration_items_character` (migration 0007), so a re-import costs the same whether
-    /// or not portraits were migrated.
-    pub async fn find(
+    /// A whole batch is read with a few statements rather than two per key, and
+    /// both are index lookups: the characters by their unique key (joined to the list of keys),
+    /// the migration items by `migration_items_character` (migration 0007). So an import costs
+    /// one round trip per page of records, and a re-import costs the same whether or not
+    /// portraits were migrated.
+    pub async fn find_many(
         &mut self,
-        guild_id: DiscordId,
-        owner_id: DiscordId,
-        name: &CharacterName,
-    ) -> Result<Option<ImportTarget>, DbError> {
-        let row = sqlx::query(&format!(
-            "SELECT {CHARACTER_COLUMNS}, p.legacy_url AS portrait_legacy_url \
-             FROM characters c LEFT JOIN portraits p ON p.id = c.portrait_id \
-             WHERE c.guild_id = $1 AND c.owner_id = $2 AND c.name_key = $3"
-        ))
-        .bind(to_db_id(guild_id.get()))
-        .bind(to_db_id(owner_id.get()))
-        .bind(name.key())
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let character = character_from_row(&row)?;
-        let mut migrated_from = Vec::new();
-        if let Some(url) = row.try_get::<Option<String>, _>("portrait_legacy_url")? {
-            migrated_from.push(url);
+        keys: &[ImportKey<'_>],
+    ) -> Result<Vec<Option<ImportTarget>>, DbError> {
+        let mut found: Vec<Option<ImportTarget>> = vec![None; keys.len()];
+        let position: HashMap<(i64, i64, String), usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| (key.db_key(), i))
+            .collect();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH wanted (guild_id, owner_id, name_key) AS (VALUES {}) \
+                 SELECT {CHARACTER_COLUMNS}, c.name_key, p.legacy_url AS portrait_legacy_url \
+                 FROM wanted w \
+                 JOIN characters c ON c.guild_id = w.guild_id AND c.owner_id = w.owner_id \
+                                  AND c.name_key = w.name_key \
+                 LEFT JOIN portraits p ON p.id = c.portrait_id",
+                Placeholders::new(self.backend).rows(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                let (guild_id, owner_id, name_key) = key.db_key();
+                query = query.bind(guild_id).bind(owner_id).bind(name_key);
+            }
+            for row in query.fetch_all(&mut *self.tx).await? {
+                let character = character_from_row(&row)?;
+                let db_key = (
+                    to_db_id(character.guild_id),
+                    to_db_id(character.owner_id),
+                    row.try_get::<String, _>("name_key")?,
+                );
+                let Some(&i) = position.get(&db_key) else {
+                    continue;
+                };
+                let migrated_from = row
+                    .try_get::<Option<String>, _>("portrait_legacy_url")?
+                    .into_iter()
+                    .collect();
+                found[i] = Some(ImportTarget {
+                    character,
+                    migrated_from,
+                });
+            }
         }
-        if character.portrait_id.is_some() {
-            // Only runs whose result is still what the character shows: a migration later
-            // replaced by a player's own upload does not make that upload "from a link".
-            let links: Vec<String> = sqlx::query_scalar(
-                "SELECT legacy_url FROM migration_items \
-                 WHERE character_id = $1 AND status = $2 AND new_url = $3 ORDER BY id",
-            )
-            .bind(character.id)
-            .bind(MIGRATED)
-            .bind(&character.portrait_url)
-            .fetch_all(&mut *self.tx)
-            .await?;
-            for link in links {
-                if !migrated_from.contains(&link) {
-                    migrated_from.push(link);
+        self.add_migration_links(&mut found).await?;
+        Ok(found)
+    }
+
+    /// Adds to each stored portrait's `migrated_from` the legacy URLs of the migration runs
+    /// whose result is still what the character shows: a migration later replaced by a
+    /// player's own upload does not make that upload "from a link".
+    async fn add_migration_links(
+        &mut self,
+        found: &mut [Option<ImportTarget>],
+    ) -> Result<(), DbError> {
+        let with_portrait: HashMap<i64, usize> = found
+            .iter()
+            .enumerate()
+            .filter_map(|(i, target)| {
+                let character = &target.as_ref()?.character;
+                character.portrait_id.map(|_| (character.id, i))
+            })
+            .collect();
+        let ids: Vec<i64> = with_portrait.keys().copied().collect();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut placeholders = Placeholders::new(self.backend);
+            let sql = format!(
+                "SELECT character_id, legacy_url, new_url FROM migration_items \
+                 WHERE status = {} AND character_id IN ({}) ORDER BY id",
+                placeholders.next(),
+                placeholders.list(chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(MIGRATED);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut *self.tx).await? {
+                let character_id: i64 = row.try_get("character_id")?;
+                let new_url: Option<String> = row.try_get("new_url")?;
+                let link: String = row.try_get("legacy_url")?;
+                let Some(target) = with_portrait
+                    .get(&character_id)
+                    .and_then(|&i| found[i].as_mut())
+                else {
+                    continue;
+                };
+                if new_url.is_some()
+                    && new_url == target.character.portrait_url
+                    && !target.migrated_from.contains(&link)
+                {
+                    target.migrated_from.push(link);
                 }
             }
         }
-        Ok(Some(ImportTarget {
-            character,
-            migrated_from,
-        }))
+        Ok(())
     }
 
-    /// Creates a character, or returns `None` when one with the same key already exists
-    /// (created concurrently, say by a player registering it during the import): the caller
-    /// then reads it and updates it instead. `ON CONFLICT DO NOTHING` rather than catching
-    /// the unique violation, because on PostgreSQL a failed statement aborts the whole
-    /// transaction, and with it the batch.
-    pub async fn create(
+    /// Creates characters; `created[i]` is `new[i]` as saved, or `None` when one with the
+    /// same key already exists (created concurrently, say by a player registering it during
+    /// the import): the caller then reads it and updates it instead. A few statements for a
+    /// whole batch. `ON CONFLICT DO NOTHING` rather than catching the unique violation,
+    /// because on PostgreSQL a failed statement aborts the whole transaction, and with it the
+    /// batch.
+    pub async fn create_many(
         &mut self,
-        new: &ImportedCharacter<'_>,
-    ) -> Result<Option<Character>, DbError> {
-        let row = sqlx::query(
-            "INSERT INTO characters (guild_id, owner_id, name, name_key, class, bio, \
-                                     portrait_url, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-             ON CONFLICT (guild_id, owner_id, name_key) DO NOTHING \
-             RETURNING id, guild_id, owner_id, name, class, bio, portrait_id, portrait_url, \
-                       created_at, updated_at",
-        )
-        .bind(to_db_id(new.guild_id.get()))
-        .bind(to_db_id(new.owner_id.get()))
-        .bind(new.name.as_str())
-        .bind(crate::character::name_key(new.name.as_str()))
-        .bind(new.class.map(CharacterClass::as_str))
-        .bind(new.bio.map(CharacterBio::as_str))
-        .bind(new.portrait_url)
-        .bind(now_text())
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        Ok(row.as_ref().map(character_from_row).transpose()?)
+        new: &[ImportedCharacter<'_>],
+    ) -> Result<Vec<Option<Character>>, DbError> {
+        const COLUMNS: usize = 9;
+        let mut created: Vec<Option<Character>> = vec![None; new.len()];
+        let position: HashMap<(i64, i64, String), usize> = new
+            .iter()
+            .enumerate()
+            .map(|(i, character)| (character.key().db_key(), i))
+            .collect();
+        let now = now_text();
+        for chunk in new.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO characters (guild_id, owner_id, name, name_key, class, bio, \
+                                         portrait_url, created_at, updated_at) \
+                 VALUES {} \
+                 ON CONFLICT (guild_id, owner_id, name_key) DO NOTHING \
+                 RETURNING id, guild_id, owner_id, name, name_key, class, bio, portrait_id, \
+                           portrait_url, created_at, updated_at",
+                Placeholders::new(self.backend).rows(chunk.len(), COLUMNS)
+            );
+            let mut query = sqlx::query(&sql);
+            for character in chunk {
+                query = query
+                    .bind(to_db_id(character.guild_id.get()))
+                    .bind(to_db_id(character.owner_id.get()))
+                    .bind(character.name.as_str())
+                    .bind(character.name.key())
+                    .bind(character.class.map(CharacterClass::as_str))
+                    .bind(character.bio.map(CharacterBio::as_str))
+                    .bind(character.portrait_url)
+                    .bind(now.as_str())
+                    .bind(now.as_str());
+            }
+            for row in query.fetch_all(&mut *self.tx).await? {
+                let character = character_from_row(&row)?;
+                let db_key = (
+                    to_db_id(character.guild_id),
+                    to_db_id(character.owner_id),
+                    row.try_get::<String, _>("name_key")?,
+                );
+                if let Some(&i) = position.get(&db_key) {
+                    created[i] = Some(character);
+                }
+            }
+        }
+        Ok(created)
     }
 
     /// Writes `wanted`'s class, bio and portrait (`portrait_id`, `portrait_url`) to the
@@ -191,14 +308,17 @@ impl ImportTransaction {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Records `by`'s change of the character's portrait in its history, in this batch's
-    /// transaction (so a dry run, rolled back, records nothing).
+    /// Records `by`'s change of the portraits of `character_ids` in their history, in this
+    /// batch's transaction (so a dry run, rolled back, records nothing).
     pub async fn record_history(
         &mut self,
-        character_id: i64,
+        character_ids: &[i64],
         by: &HistoryBy<'_>,
     ) -> Result<(), DbError> {
-        record_history_in(&mut self.tx, character_id, by).await
+        for chunk in character_ids.chunks(ROWS_PER_STATEMENT) {
+            record_history_in(&mut self.tx, self.backend, chunk, by).await?;
+        }
+        Ok(())
     }
 
     /// Saves the batch.

@@ -310,7 +310,7 @@ impl Db {
                 .await?;
                 if updated.rows_affected() == 1 {
                     restored += 1;
-                    record_history_in(&mut tx, item.character_id, by).await?;
+                    record_history_in(&mut tx, self.backend, &[item.character_id], by).await?;
                 }
             }
         }

@@ -43,7 +43,7 @@ use sqlx::{AnyPool, Connection, Executor};
 
 pub use approval::{PendingPortrait, QueuedPortrait, SubmittedPending};
 pub use characters::Character;
-pub use imports::{ImportTarget, ImportTransaction, ImportedCharacter};
+pub use imports::{ImportKey, ImportTarget, ImportTransaction, ImportedCharacter};
 pub use migration_runs::{LeaseHolder, MigrationItem, MigrationRun};
 pub use moderation::{
     BlockedImage, GuildSettingsRow, HistoryBy, HistoryRow, NewHistory, GUILD_SETTING_COLUMNS,
@@ -223,6 +223,57 @@ fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Rows (or ids) in one multi-row statement: far below the limits on parameters of SQLite
+/// (32,766) and PostgreSQL (65,535) even at 9 columns a row.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The placeholders of a statement built with lists of parameters, written in the order their
+/// values are bound: `$1, $2, …` on PostgreSQL, `?` on SQLite.
+///
+/// Not `$n` on SQLite too because sqlx binds each named SQLite parameter after looking up its
+/// name, which SQLite does by a linear search: binding costs the square of the parameters, and
+/// a statement of 4,000 made an import twice as slow as one statement per row. An anonymous
+/// `?` has no name to look up. Every placeholder of such a statement comes from here, as
+/// SQLite numbers a `?` after the largest number written before it.
+struct Placeholders {
+    backend: Backend,
+    written: usize,
+}
+
+impl Placeholders {
+    fn new(backend: Backend) -> Placeholders {
+        Placeholders {
+            backend,
+            written: 0,
+        }
+    }
+
+    /// The next parameter.
+    fn next(&mut self) -> String {
+        self.written += 1;
+        match self.backend {
+            Backend::Sqlite => "?".to_owned(),
+            Backend::Postgres => format!("${}", self.written),
+        }
+    }
+
+    /// `count` parameters, comma-separated (for `IN (…)`).
+    fn list(&mut self, count: usize) -> String {
+        (0..count)
+            .map(|_| self.next())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `(…), (…), …`: `rows` rows of `columns` parameters each (for `VALUES`).
+    fn rows(&mut self, rows: usize, columns: usize) -> String {
+        (0..rows)
+            .map(|_| format!("({})", self.list(columns)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Discord ids are u64 snowflakes; both databases store signed 64-bit integers. The cast is a
 /// bit-for-bit round trip, and every real snowflake is below 2^63 anyway.
 fn to_db_id(id: u64) -> i64 {
@@ -236,6 +287,17 @@ fn from_db_id(id: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_the_order_they_are_written() {
+        let mut postgres = Placeholders::new(Backend::Postgres);
+        assert_eq!(postgres.next(), "$1");
+        assert_eq!(postgres.list(2), "$2, $3");
+        assert_eq!(postgres.rows(2, 2), "($4, $5), ($6, $7)");
+        let mut sqlite = Placeholders::new(Backend::Sqlite);
+        assert_eq!(sqlite.next(), "?");
+        assert_eq!(sqlite.rows(2, 2), "(?, ?), (?, ?)");
+    }
 
     #[test]
     fn sqlite_urls_gain_create_mode_and_keep_explicit_modes() {

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::characters::{character_from_row, COLUMNS as CHARACTER_COLUMNS};
-use super::{from_db_id, now_text, to_db_id, Character, Db, DbError};
+use super::{from_db_id, now_text, to_db_id, Backend, Character, Db, DbError, Placeholders};
 
 /// A server's own settings as stored; `None` means "the environment's default".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,26 +43,37 @@ pub struct HistoryBy<'a> {
     pub action: &'a str,
 }
 
-/// Records `by`'s change of character `character_id` on `executor` (a transaction's
-/// connection), taking the rest of the row from the character as it now stands.
+/// Records `by`'s change of each of `character_ids` on `executor` (a transaction's
+/// connection), taking the rest of each row from the character as it now stands. At most
+/// One statement: callers pass at most [`super::ROWS_PER_STATEMENT`] ids.
 pub(super) async fn record_history_in(
     executor: &mut sqlx::AnyConnection,
-    character_id: i64,
+    backend: Backend,
+    character_ids: &[i64],
     by: &HistoryBy<'_>,
 ) -> Result<(), DbError> {
-    sqlx::query(
+    if character_ids.is_empty() {
+        return Ok(());
+    }
+    let mut placeholders = Placeholders::new(backend);
+    let sql = format!(
         "INSERT INTO portrait_history (guild_id, owner_id, character_id, character_name, \
              actor_kind, actor_id, action, portrait_url, reason, created_at) \
-         SELECT guild_id, owner_id, id, name, $2, $3, $4, portrait_url, NULL, $5 \
-         FROM characters WHERE id = $1",
-    )
-    .bind(character_id)
-    .bind(by.actor_kind)
-    .bind(by.actor_id.map(to_db_id))
-    .bind(by.action)
-    .bind(now_text())
-    .execute(executor)
-    .await?;
+         SELECT guild_id, owner_id, id, name, {}, portrait_url, NULL, {} \
+         FROM characters WHERE id IN ({}) ORDER BY id",
+        placeholders.list(3),
+        placeholders.next(),
+        placeholders.list(character_ids.len())
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(by.actor_kind)
+        .bind(by.actor_id.map(to_db_id))
+        .bind(by.action)
+        .bind(now_text());
+    for id in character_ids {
+        query = query.bind(*id);
+    }
+    query.execute(executor).await?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use futures::TryStreamExt;
 use sqlx::Row;
 
-use super::{now_text, Db, DbError};
+use super::{now_text, Db, DbError, Placeholders, ROWS_PER_STATEMENT};
 
 /// What references some keys, read through indexes for one page of a listing: the portrait
 /// rows with those keys, and the characters whose URL ends with one of the keys' file names.
@@ -72,14 +72,14 @@ impl Db {
         file_names: &[&str],
     ) -> Result<ObjectReferences, DbError> {
         let mut references = ObjectReferences::default();
-        for chunk in keys.chunks(MAX_IN_LIST) {
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT p.id, p.storage_key, p.public_url, \
                    CAST(CASE WHEN EXISTS (SELECT 1 FROM characters c WHERE c.portrait_id = p.id) \
                         OR EXISTS (SELECT 1 FROM pending_portraits w WHERE w.portrait_id = p.id) \
                         THEN 1 ELSE 0 END AS BIGINT) AS in_use \
                  FROM portraits p WHERE p.storage_key IN ({})",
-                placeholders(1, chunk.len())
+                Placeholders::new(self.backend).list(chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for key in chunk {
@@ -110,10 +110,10 @@ impl Db {
         let mut names: Vec<&str> = file_names.to_vec();
         names.sort_unstable();
         names.dedup();
-        for chunk in names.chunks(MAX_IN_LIST) {
+        for chunk in names.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT id, portrait_url FROM characters WHERE portrait_file IN ({}) ORDER BY id",
-                placeholders(1, chunk.len())
+                Placeholders::new(self.backend).list(chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for name in chunk {
@@ -276,26 +276,4 @@ pub fn url_file_name(url: &str) -> &str {
     let path = url.split('#').next().unwrap_or(url);
     let path = path.split('?').next().unwrap_or(path);
     path.rsplit('/').next().unwrap_or(path)
-}
-
-/// Parameters in one `IN (…)` list: far below SQLite's and PostgreSQL's limits.
-const MAX_IN_LIST: usize = 500;
-
-/// `$first, $first+1, …` (`count` of them).
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_numbered_from_the_first() {
-        assert_eq!(placeholders(1, 3), "$1, $2, $3");
-        assert_eq!(placeholders(4, 1), "$4");
-    }
 }

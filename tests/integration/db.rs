@@ -1,7 +1,9 @@
 //! Every repository function, on SQLite and on PostgreSQL.
 
 use portrait_bot::character::{CharacterName, DiscordId, NewCharacter};
-use portrait_bot::db::{Db, DbError, NewFallback, NewPortrait, Stats};
+use portrait_bot::db::{
+    Db, DbError, ImportKey, ImportedCharacter, NewFallback, NewPortrait, Stats,
+};
 
 use crate::on_both_databases;
 
@@ -187,5 +189,53 @@ on_both_databases! {
         let again = Db::connect(&t.url, &t.url).await.expect("reconnects");
         assert_eq!(again.count_characters(GUILD, PLAYER).await.unwrap(), 1);
         again.close().await;
+    }
+
+    async fn an_import_batch_reads_and_creates_many_characters_by_key_in_order(t: TestDb) {
+        let aria = create(&t.db, new_aria()).await;
+        // More than one statement's worth (500), so the pages of keys line up too.
+        let names: Vec<CharacterName> =
+            (0..1_200).map(|i| name(&format!("Hero {i}"))).collect();
+        let registered_meanwhile = name("  ARIA windrunner ");
+        let mut tx = t.db.begin_import().await.unwrap();
+        let mut new: Vec<ImportedCharacter> = names
+            .iter()
+            .map(|name| ImportedCharacter {
+                guild_id: id(GUILD),
+                owner_id: id(OTHER_PLAYER),
+                name,
+                class: None,
+                bio: None,
+                portrait_url: Some("https://cdn.discordapp.com/attachments/1/2/hero.png"),
+            })
+            .collect();
+        new.insert(700, ImportedCharacter { owner_id: id(PLAYER), name: &registered_meanwhile, ..new[0] });
+        let created = tx.create_many(&new).await.unwrap();
+        assert_eq!(created.len(), 1_201);
+        assert!(created[700].is_none(), "the player's own Aria is not created again");
+        for (i, character) in created.iter().enumerate().filter(|(i, _)| *i != 700) {
+            let character = character.as_ref().expect("created");
+            assert_eq!(character.name, new[i].name.as_str(), "result {i} belongs to record {i}");
+            assert_eq!(character.owner_id, OTHER_PLAYER);
+        }
+
+        let mut keys: Vec<ImportKey> = new
+            .iter()
+            .map(|n| ImportKey { guild_id: n.guild_id, owner_id: n.owner_id, name: n.name })
+            .collect();
+        let unknown = name("Nobody");
+        keys.push(ImportKey { guild_id: id(GUILD), owner_id: id(PLAYER), name: &unknown });
+        let found = tx.find_many(&keys).await.unwrap();
+        assert_eq!(found.len(), 1_202);
+        assert_eq!(found[700].as_ref().expect("Aria found by her key").character.id, aria.id);
+        assert!(found[1_201].is_none(), "no character of that name");
+        for i in (0..1_201).filter(|i| *i != 700) {
+            let target = found[i].as_ref().expect("found");
+            assert_eq!(Some(target.character.id), created[i].as_ref().map(|c| c.id));
+            assert!(target.migrated_from.is_empty(), "nothing was migrated");
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(t.db.count_characters(GUILD, OTHER_PLAYER).await.unwrap(), 1_200);
+        assert_eq!(t.db.count_characters(GUILD, PLAYER).await.unwrap(), 1);
     }
 }

@@ -11,7 +11,7 @@ use crate::character::{
     TextField,
 };
 use crate::db::{
-    Character, DbError, HistoryBy, ImportTarget, ImportTransaction, ImportedCharacter,
+    Character, DbError, HistoryBy, ImportKey, ImportTarget, ImportTransaction, ImportedCharacter,
 };
 use crate::fetch::Origin;
 use crate::moderation::history::{self, Action, Actor};
@@ -274,49 +274,85 @@ pub(super) enum Outcome {
     Contended,
 }
 
-/// Saves one record inside a batch's transaction.
+/// Saves a batch of records inside its transaction; `outcomes[i]` is what became of
+/// `records[i]`. The records' keys are distinct (the run keeps only the last of a repeated key).
+///
+/// Every round reads the records still open with one statement, creates the missing ones with
+/// another, and writes each changed one with a guarded update. A record whose write lost to a
+/// concurrent change (a player's upload, a registration of the same name) is read and decided
+/// again in the next round, up to [`ATTEMPTS`] times.
 pub(super) async fn apply(
     tx: &mut ImportTransaction,
-    record: &ValidRecord,
+    records: &[ValidRecord],
     cdn_origins: &[Origin],
-) -> Result<Outcome, DbError> {
+) -> Result<Vec<Outcome>, DbError> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
+    // In key order: the unique index's pages are then met one after another rather than at
+    // random, which saves SQLite page reads once the table outgrows its cache (10% of a
+    // million-row import).
+    let mut open: Vec<usize> = (0..records.len()).collect();
+    open.sort_by_cached_key(|&i| records[i].key());
     for _ in 0..ATTEMPTS {
-        match tx
-            .find(record.guild_id, record.owner_id, &record.name)
-            .await?
-        {
-            None => {
-                let new = ImportedCharacter {
+        if open.is_empty() {
+            break;
+        }
+        let keys: Vec<ImportKey> = open
+            .iter()
+            .map(|&i| ImportKey {
+                guild_id: records[i].guild_id,
+                owner_id: records[i].owner_id,
+                name: &records[i].name,
+            })
+            .collect();
+        let found = tx.find_many(&keys).await?;
+        let mut missing = Vec::new();
+        let mut changed_portraits = Vec::new();
+        for (&i, target) in open.iter().zip(found) {
+            let record = &records[i];
+            let Some(target) = target else {
+                missing.push(i);
+                continue;
+            };
+            let (wanted, decision) = plan(&target, record, cdn_origins);
+            if wanted == target.character {
+                outcomes[i] = Some(Outcome::Unchanged(decision));
+            } else if tx.compare_and_update(&target.character, &wanted).await? {
+                if wanted.portrait_url != target.character.portrait_url {
+                    changed_portraits.push(wanted.id);
+                }
+                outcomes[i] = Some(Outcome::Updated(decision));
+            }
+        }
+        let new: Vec<ImportedCharacter> = missing
+            .iter()
+            .map(|&i| {
+                let record = &records[i];
+                ImportedCharacter {
                     guild_id: record.guild_id,
                     owner_id: record.owner_id,
                     name: &record.name,
                     class: record.class.for_new_character(),
                     bio: record.bio.for_new_character(),
                     portrait_url: record.portrait_url.as_deref(),
-                };
-                if let Some(created) = tx.create(&new).await? {
-                    if created.portrait_url.is_some() {
-                        tx.record_history(created.id, &imported()).await?;
-                    }
-                    return Ok(Outcome::Created);
                 }
-                // Created concurrently: read it and update it instead.
-            }
-            Some(target) => {
-                let (wanted, decision) = plan(&target, record, cdn_origins);
-                if wanted == target.character {
-                    return Ok(Outcome::Unchanged(decision));
+            })
+            .collect();
+        // A character not created was created concurrently: the next round updates it.
+        for (&i, created) in missing.iter().zip(tx.create_many(&new).await?) {
+            if let Some(created) = created {
+                if created.portrait_url.is_some() {
+                    changed_portraits.push(created.id);
                 }
-                if tx.compare_and_update(&target.character, &wanted).await? {
-                    if wanted.portrait_url != target.character.portrait_url {
-                        tx.record_history(wanted.id, &imported()).await?;
-                    }
-                    return Ok(Outcome::Updated(decision));
-                }
+                outcomes[i] = Some(Outcome::Created);
             }
         }
+        tx.record_history(&changed_portraits, &imported()).await?;
+        open.retain(|&i| outcomes[i].is_none());
     }
-    Ok(Outcome::Contended)
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or(Outcome::Contended))
+        .collect())
 }
 
 /// An imported link is the portrait "uploaded" by the import.

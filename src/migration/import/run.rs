@@ -320,13 +320,9 @@ impl Batches<'_> {
             source,
         };
         let mut tx = self.db.begin_import().await.map_err(database_error)?;
-        let mut outcomes = Vec::with_capacity(self.batch.len());
-        for record in &self.batch {
-            let outcome = apply(&mut tx, record, &self.options.cdn_origins)
-                .await
-                .map_err(database_error)?;
-            outcomes.push(outcome);
-        }
+        let outcomes = apply(&mut tx, &self.batch, &self.options.cdn_origins)
+            .await
+            .map_err(database_error)?;
         let finished = if self.options.dry_run {
             tx.rollback().await
         } else {
