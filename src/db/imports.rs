@@ -140,7 +140,7 @@ impl ImportTransaction {
                  LEFT JOIN portraits p ON p.id = c.portrait_id",
                 Placeholders::new(self.backend).rows(chunk.len(), 3)
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query(&sql).persistent(false);
             for key in chunk {
                 let (guild_id, owner_id, name_key) = key.db_key();
                 query = query.bind(guild_id).bind(owner_id).bind(name_key);
@@ -193,7 +193,7 @@ impl ImportTransaction {
                 placeholders.next(),
                 placeholders.list(chunk.len())
             );
-            let mut query = sqlx::query(&sql).bind(MIGRATED);
+            let mut query = sqlx::query(&sql).persistent(false).bind(MIGRATED);
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -246,7 +246,7 @@ impl ImportTransaction {
                            portrait_url, created_at, updated_at",
                 Placeholders::new(self.backend).rows(chunk.len(), COLUMNS)
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query(&sql).persistent(false);
             for character in chunk {
                 query = query
                     .bind(to_db_id(character.guild_id.get()))

@@ -66,6 +66,7 @@ pub(super) async fn record_history_in(
         placeholders.list(character_ids.len())
     );
     let mut query = sqlx::query(&sql)
+        .persistent(false)
         .bind(by.actor_kind)
         .bind(by.actor_id.map(to_db_id))
         .bind(by.action)

@@ -81,7 +81,7 @@ impl Db {
                  FROM portraits p WHERE p.storage_key IN ({})",
                 Placeholders::new(self.backend).list(chunk.len())
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query(&sql).persistent(false);
             for key in chunk {
                 query = query.bind(*key);
             }
@@ -115,7 +115,7 @@ impl Db {
                 "SELECT id, portrait_url FROM characters WHERE portrait_file IN ({}) ORDER BY id",
                 Placeholders::new(self.backend).list(chunk.len())
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query(&sql).persistent(false);
             for name in chunk {
                 query = query.bind(*name);
             }
