@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::characters::character_from_row;
@@ -73,6 +74,17 @@ impl<'a> ImportedCharacter<'a> {
             name: self.name,
         }
     }
+}
+
+/// A character row that also has `name_key`, and the key it is found by.
+fn character_and_key(row: &AnyRow) -> Result<(Character, (i64, i64, String)), DbError> {
+    let character = character_from_row(row)?;
+    let key = (
+        to_db_id(character.guild_id),
+        to_db_id(character.owner_id),
+        row.try_get("name_key")?,
+    );
+    Ok((character, key))
 }
 
 /// One batch of an import: a transaction that is committed or rolled back as a whole.
@@ -146,12 +158,7 @@ impl ImportTransaction {
                 query = query.bind(guild_id).bind(owner_id).bind(name_key);
             }
             for row in query.fetch_all(&mut *self.tx).await? {
-                let character = character_from_row(&row)?;
-                let db_key = (
-                    to_db_id(character.guild_id),
-                    to_db_id(character.owner_id),
-                    row.try_get::<String, _>("name_key")?,
-                );
+                let (character, db_key) = character_and_key(&row)?;
                 let Some(&i) = position.get(&db_key) else {
                     continue;
                 };
@@ -260,12 +267,7 @@ impl ImportTransaction {
                     .bind(now.as_str());
             }
             for row in query.fetch_all(&mut *self.tx).await? {
-                let character = character_from_row(&row)?;
-                let db_key = (
-                    to_db_id(character.guild_id),
-                    to_db_id(character.owner_id),
-                    row.try_get::<String, _>("name_key")?,
-                );
+                let (character, db_key) = character_and_key(&row)?;
                 if let Some(&i) = position.get(&db_key) {
                     created[i] = Some(character);
                 }
