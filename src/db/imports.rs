@@ -18,7 +18,8 @@ use sqlx::{Any, Row, Transaction};
 use super::characters::character_from_row;
 use super::moderation::{record_history_in, HistoryBy};
 use super::{
-    now_text, to_db_id, Backend, Character, Db, DbError, Placeholders, ROWS_PER_STATEMENT,
+    list_query, now_text, to_db_id, Backend, Character, Db, DbError, Placeholders,
+    ROWS_PER_STATEMENT,
 };
 use crate::character::{CharacterBio, CharacterClass, CharacterName, DiscordId};
 
@@ -56,8 +57,11 @@ pub struct ImportKey<'a> {
     pub name: &'a CharacterName,
 }
 
+/// An [`ImportKey`] as the database stores it: guild, owner, `name_key`.
+type StoredKey = (i64, i64, String);
+
 impl ImportKey<'_> {
-    fn db_key(&self) -> (i64, i64, String) {
+    fn db_key(&self) -> StoredKey {
         (
             to_db_id(self.guild_id.get()),
             to_db_id(self.owner_id.get()),
@@ -77,7 +81,7 @@ impl<'a> ImportedCharacter<'a> {
 }
 
 /// A character row that also has `name_key`, and the key it is found by.
-fn character_and_key(row: &AnyRow) -> Result<(Character, (i64, i64, String)), DbError> {
+fn character_and_key(row: &AnyRow) -> Result<(Character, StoredKey), DbError> {
     let character = character_from_row(row)?;
     let key = (
         to_db_id(character.guild_id),
@@ -137,7 +141,7 @@ impl ImportTransaction {
         keys: &[ImportKey<'_>],
     ) -> Result<Vec<Option<ImportTarget>>, DbError> {
         let mut found: Vec<Option<ImportTarget>> = vec![None; keys.len()];
-        let position: HashMap<(i64, i64, String), usize> = keys
+        let position: HashMap<StoredKey, usize> = keys
             .iter()
             .enumerate()
             .map(|(i, key)| (key.db_key(), i))
@@ -152,7 +156,7 @@ impl ImportTransaction {
                  LEFT JOIN portraits p ON p.id = c.portrait_id",
                 Placeholders::new(self.backend).rows(chunk.len(), 3)
             );
-            let mut query = sqlx::query(&sql).persistent(false);
+            let mut query = list_query(&sql);
             for key in chunk {
                 let (guild_id, owner_id, name_key) = key.db_key();
                 query = query.bind(guild_id).bind(owner_id).bind(name_key);
@@ -200,7 +204,7 @@ impl ImportTransaction {
                 placeholders.next(),
                 placeholders.list(chunk.len())
             );
-            let mut query = sqlx::query(&sql).persistent(false).bind(MIGRATED);
+            let mut query = list_query(&sql).bind(MIGRATED);
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -237,7 +241,7 @@ impl ImportTransaction {
     ) -> Result<Vec<Option<Character>>, DbError> {
         const COLUMNS: usize = 9;
         let mut created: Vec<Option<Character>> = vec![None; new.len()];
-        let position: HashMap<(i64, i64, String), usize> = new
+        let position: HashMap<StoredKey, usize> = new
             .iter()
             .enumerate()
             .map(|(i, character)| (character.key().db_key(), i))
@@ -253,7 +257,7 @@ impl ImportTransaction {
                            portrait_url, created_at, updated_at",
                 Placeholders::new(self.backend).rows(chunk.len(), COLUMNS)
             );
-            let mut query = sqlx::query(&sql).persistent(false);
+            let mut query = list_query(&sql);
             for character in chunk {
                 query = query
                     .bind(to_db_id(character.guild_id.get()))

@@ -236,7 +236,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// `?` has no name to look up. Every placeholder of such a statement comes from here, as
 /// SQLite numbers a `?` after the largest number written before it.
 ///
-/// Such statements run with `persistent(false)`, planned afresh every time. Kept prepared,
+/// Such statements are run through [`list_query`], planned afresh every time. Kept prepared,
 /// PostgreSQL switches to one generic plan after five runs, made with the table sizes of that
 /// moment: an import into an empty table kept a hash join over a sequential scan of
 /// `characters` (planned for 250 rows) while the table grew to 100,000, and each batch took
@@ -278,6 +278,11 @@ impl Placeholders {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// A statement built with [`Placeholders`], not kept prepared (see there why).
+fn list_query(sql: &str) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(sql).persistent(false)
 }
 
 /// Discord ids are u64 snowflakes; both databases store signed 64-bit integers. The cast is a

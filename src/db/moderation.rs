@@ -5,7 +5,9 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::characters::{character_from_row, COLUMNS as CHARACTER_COLUMNS};
-use super::{from_db_id, now_text, to_db_id, Backend, Character, Db, DbError, Placeholders};
+use super::{
+    from_db_id, list_query, now_text, to_db_id, Backend, Character, Db, DbError, Placeholders,
+};
 
 /// A server's own settings as stored; `None` means "the environment's default".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,8 +46,8 @@ pub struct HistoryBy<'a> {
 }
 
 /// Records `by`'s change of each of `character_ids` on `executor` (a transaction's
-/// connection), taking the rest of each row from the character as it now stands. At most
-/// One statement: callers pass at most [`super::ROWS_PER_STATEMENT`] ids.
+/// connection), taking the rest of each row from the character as it now stands. One
+/// statement: callers pass at most [`super::ROWS_PER_STATEMENT`] ids.
 pub(super) async fn record_history_in(
     executor: &mut sqlx::AnyConnection,
     backend: Backend,
@@ -65,8 +67,7 @@ pub(super) async fn record_history_in(
         placeholders.next(),
         placeholders.list(character_ids.len())
     );
-    let mut query = sqlx::query(&sql)
-        .persistent(false)
+    let mut query = list_query(&sql)
         .bind(by.actor_kind)
         .bind(by.actor_id.map(to_db_id))
         .bind(by.action)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use futures::TryStreamExt;
 use sqlx::Row;
 
-use super::{now_text, Db, DbError, Placeholders, ROWS_PER_STATEMENT};
+use super::{list_query, now_text, Db, DbError, Placeholders, ROWS_PER_STATEMENT};
 
 /// What references some keys, read through indexes for one page of a listing: the portrait
 /// rows with those keys, and the characters whose URL ends with one of the keys' file names.
@@ -81,7 +81,7 @@ impl Db {
                  FROM portraits p WHERE p.storage_key IN ({})",
                 Placeholders::new(self.backend).list(chunk.len())
             );
-            let mut query = sqlx::query(&sql).persistent(false);
+            let mut query = list_query(&sql);
             for key in chunk {
                 query = query.bind(*key);
             }
@@ -115,7 +115,7 @@ impl Db {
                 "SELECT id, portrait_url FROM characters WHERE portrait_file IN ({}) ORDER BY id",
                 Placeholders::new(self.backend).list(chunk.len())
             );
-            let mut query = sqlx::query(&sql).persistent(false);
+            let mut query = list_query(&sql);
             for name in chunk {
                 query = query.bind(*name);
             }
