@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -28,11 +28,56 @@ const META_DIR: &str = ".portrait-meta";
 /// Temp files are `.tmp-<uuid>` beside their target.
 const TMP_PREFIX: &str = ".tmp-";
 
+/// How long a folder must have been unchanged for a paged listing to reuse what it read of it:
+/// above the coarsest modification-time tick of a common file system (FAT's 2 s).
+const QUIET: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Objects as files under a root folder.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: Arc<Path>,
     public_base_url: String,
+    /// The folders a paged listing stopped in, for its next page (see [`Continuation`]).
+    continuation: Arc<Mutex<Option<Continuation>>>,
+}
+
+/// Where the last page of a listing stopped: the sorted listings of the folders holding its
+/// last key. A folder of 8,000 objects listed 1,000 at a time would otherwise be read and
+/// sorted 8 times, making a walk of the store quadratic in its largest folder. Used only by
+/// the page that continues from `token` (so a fresh listing always reads the disk, and a
+/// listing sees, like S3's, what was there when it reached each folder), and a folder only
+/// while its modification time is unchanged and was already [`QUIET`] old when it was read:
+/// file systems keep that time in coarse ticks, so a change in the tick of the reading could
+/// leave it as it was.
+#[derive(Debug)]
+struct Continuation {
+    prefix: String,
+    token: String,
+    folders: Vec<FolderListing>,
+}
+
+/// One folder's entries, sorted as the keys they lead to: a folder `a` by `a/`, so `a-b` comes
+/// before `a/c`.
+#[derive(Debug, Clone)]
+struct FolderListing {
+    /// The keys under this folder start with `rel`.
+    rel: String,
+    modified: SystemTime,
+    /// Whether `modified` was [`QUIET`] old when the folder was read, so that any later change
+    /// shows as a later time.
+    settled: bool,
+    entries: Arc<[(String, Entry)]>,
+}
+
+/// A folder entry: a sub-folder (its key ends with `/`) or an object, with what the listing
+/// reports of it as the folder was read.
+#[derive(Debug, Clone)]
+enum Entry {
+    Folder,
+    Object {
+        size: u64,
+        last_modified: Option<DateTime<Utc>>,
+    },
 }
 
 /// What S3 would keep in headers, kept beside the object as JSON.
@@ -57,6 +102,7 @@ impl LocalStore {
         Ok(Self {
             root: root.into(),
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            continuation: Arc::default(),
         })
     }
 
@@ -187,22 +233,43 @@ impl LocalStore {
         let root = self.root.clone();
         let prefix = prefix.to_owned();
         let max_keys = max_keys.max(1);
+        let continuation = self.continuation.clone();
         blocking(move || {
-            let start_rel = match prefix.rfind('/') {
-                Some(i) => prefix[..=i].to_owned(),
-                None => String::new(),
+            let start_rel = start_folder(&prefix).to_owned();
+            let cached = {
+                let mut slot = continuation.lock().unwrap_or_else(|e| e.into_inner());
+                match (slot.take(), token.as_deref()) {
+                    (Some(c), Some(token)) if c.prefix == prefix && c.token == token => c.folders,
+                    _ => Vec::new(),
+                }
             };
             let mut page = Vec::new();
+            let mut read = Vec::new();
             let walk = Walk {
                 root: &root,
                 prefix: &prefix,
                 after: token.as_deref(),
                 max: max_keys,
+                cached: &cached,
             };
-            walk.dir(&root.join(&start_rel), &start_rel, &mut page)?;
+            walk.dir(
+                &root.join(&start_rel),
+                &start_rel,
+                &mut page,
+                Some(&mut read),
+            )?;
             let next = (page.len() >= max_keys)
                 .then(|| page.last().map(|o: &ListedObject| o.key.clone()))
                 .flatten();
+            if let Some(next) = &next {
+                // The next page starts in the folders holding this page's last key.
+                read.retain(|folder: &FolderListing| next.starts_with(&folder.rel));
+                *continuation.lock().unwrap_or_else(|e| e.into_inner()) = Some(Continuation {
+                    prefix,
+                    token: next.clone(),
+                    folders: read,
+                });
+            }
             Ok(super::ListPage {
                 objects: page,
                 next,
@@ -464,87 +531,95 @@ struct Walk<'a> {
     prefix: &'a str,
     after: Option<&'a str>,
     max: usize,
+    /// Folder listings the previous page left (see [`Continuation`]).
+    cached: &'a [FolderListing],
 }
 
 impl Walk<'_> {
     /// Adds the objects of `dir` (whose keys start with `rel`) to `out`, in key order, until
-    /// `out` is full. Folders whose keys all sort before `after` are not read.
-    fn dir(&self, dir: &Path, rel: &str, out: &mut Vec<ListedObject>) -> Result<(), StorageError> {
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if is_absent(&e) => return Ok(()),
-            Err(e) => return Err(io_error("list", self.root, dir, e)),
+    /// `out` is full. Folders whose keys all sort before `after` are not read. Every folder
+    /// listing used is added to `read`, if given.
+    fn dir(
+        &self,
+        dir: &Path,
+        rel: &str,
+        out: &mut Vec<ListedObject>,
+        mut read: Option<&mut Vec<FolderListing>>,
+    ) -> Result<(), StorageError> {
+        let Some(listing) = self.listing(dir, rel)? else {
+            return Ok(());
         };
-        // Sorted as the keys they lead to: a folder `a` by `a/`, so `a-b` comes before `a/c`.
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| io_error("list", self.root, dir, e))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            if name.starts_with('.') {
-                continue;
-            }
-            let file_type = entry
-                .file_type()
-                .map_err(|e| io_error("list", self.root, dir, e))?;
-            if file_type.is_dir() {
-                names.push((format!("{rel}{name}/"), true));
-            } else if file_type.is_file() {
-                names.push((format!("{rel}{name}"), false));
-            }
+        if let Some(read) = read.as_deref_mut() {
+            read.push(listing.clone());
         }
-        names.sort_unstable();
-        for (key, is_dir) in names {
+        let entries = &listing.entries[..];
+        // Skip what sorts before `after` without comparing it entry by entry, except the one
+        // folder (sorted last among them) that `after` may be in.
+        let start = match self.after {
+            Some(after) => {
+                let first_after = entries.partition_point(|(key, _)| key.as_str() <= after);
+                match first_after.checked_sub(1).map(|i| &entries[i]) {
+                    Some((key, Entry::Folder)) if after.starts_with(key.as_str()) => {
+                        first_after - 1
+                    }
+                    _ => first_after,
+                }
+            }
+            None => 0,
+        };
+        for (key, entry) in &entries[start..] {
             if out.len() >= self.max {
                 return Ok(());
             }
-            if is_dir {
-                let related = key.starts_with(self.prefix) || self.prefix.starts_with(&key);
-                // Every key under `key` sorts before `after` unless `after` is under it too.
-                let passed = self
-                    .after
-                    .is_some_and(|after| key.as_str() < after && !after.starts_with(&key));
-                if related && !passed {
-                    self.dir(&self.root.join(&key), &key, out)?;
+            match entry {
+                Entry::Folder => {
+                    if key.starts_with(self.prefix) || self.prefix.starts_with(key.as_str()) {
+                        self.dir(&self.root.join(key), key, out, read.as_deref_mut())?;
+                    }
                 }
-            } else if key.starts_with(self.prefix)
-                && self.after.is_none_or(|after| key.as_str() > after)
-            {
-                let path = self.root.join(&key);
-                let meta = match fs::metadata(&path) {
-                    Ok(meta) => meta,
-                    Err(e) if is_absent(&e) => continue, // deleted since the folder was read
-                    Err(e) => return Err(io_error("list", self.root, &path, e)),
-                };
-                out.push(ListedObject {
-                    key,
-                    size: meta.len(),
-                    last_modified: meta.modified().ok().map(to_chrono),
-                });
+                Entry::Object {
+                    size,
+                    last_modified,
+                } => {
+                    if key.starts_with(self.prefix) {
+                        out.push(ListedObject {
+                            key: key.clone(),
+                            size: *size,
+                            last_modified: *last_modified,
+                        });
+                    }
+                }
             }
         }
         Ok(())
     }
-}
 
-/// Every object whose key starts with `prefix`, sorted by key (byte order, as S3 lists).
-fn list(root: &Path, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
-    // Start in the deepest folder the prefix names completely; `a/b/c` starts in `a/b/`.
-    let start_rel = match prefix.rfind('/') {
-        Some(i) => &prefix[..=i],
-        None => "",
-    };
-    let mut out = Vec::new();
-    let mut stack = vec![(root.join(start_rel), start_rel.to_owned())];
-    while let Some((dir, rel)) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if is_absent(&e) => continue,
-            Err(e) => return Err(io_error("list", root, &dir, e)),
+    /// The entries of `dir`, from the previous page if it left them and the folder has not
+    /// changed since, else read now. `None` if the folder does not exist.
+    fn listing(&self, dir: &Path, rel: &str) -> Result<Option<FolderListing>, StorageError> {
+        let modified = match fs::metadata(dir).and_then(|meta| meta.modified()) {
+            Ok(modified) => modified,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(io_error("list", self.root, dir, e)),
         };
+        if let Some(cached) = self
+            .cached
+            .iter()
+            .find(|folder| folder.settled && folder.rel == rel && folder.modified == modified)
+        {
+            return Ok(Some(cached.clone()));
+        }
+        let settled = SystemTime::now()
+            .duration_since(modified)
+            .is_ok_and(|age| age > QUIET);
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(io_error("list", self.root, dir, e)),
+        };
+        let mut listed = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| io_error("list", root, &dir, e))?;
+            let entry = entry.map_err(|e| io_error("list", self.root, dir, e))?;
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue; // not a name any key could have produced
             };
@@ -552,31 +627,54 @@ fn list(root: &Path, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
             if name.starts_with('.') {
                 continue;
             }
-            let file_type = entry
-                .file_type()
-                .map_err(|e| io_error("list", root, &dir, e))?;
-            if file_type.is_dir() {
-                let sub = format!("{rel}{name}/");
-                if sub.starts_with(prefix) || prefix.starts_with(&sub) {
-                    stack.push((entry.path(), sub));
-                }
-            } else if file_type.is_file() {
-                let key = format!("{rel}{name}");
-                if key.starts_with(prefix) {
-                    let meta = entry
-                        .metadata()
-                        .map_err(|e| io_error("list", root, &dir, e))?;
-                    out.push(ListedObject {
-                        key,
+            // Read through the folder's handle (`fstatat`), not by walking the whole path.
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if is_absent(&e) => continue, // deleted since the folder was read
+                Err(e) => return Err(io_error("list", self.root, &entry.path(), e)),
+            };
+            if meta.is_dir() {
+                listed.push((format!("{rel}{name}/"), Entry::Folder));
+            } else if meta.is_file() {
+                let last_modified = meta.modified().ok().map(to_chrono);
+                listed.push((
+                    format!("{rel}{name}"),
+                    Entry::Object {
                         size: meta.len(),
-                        last_modified: meta.modified().ok().map(to_chrono),
-                    });
-                }
+                        last_modified,
+                    },
+                ));
             }
         }
+        listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(Some(FolderListing {
+            rel: rel.to_owned(),
+            modified,
+            settled,
+            entries: listed.into(),
+        }))
     }
-    out.sort_by(|a, b| a.key.cmp(&b.key));
+}
+
+/// Every object whose key starts with `prefix`, sorted by key (byte order, as S3 lists).
+fn list(root: &Path, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
+    let start_rel = start_folder(prefix);
+    let walk = Walk {
+        root,
+        prefix,
+        after: None,
+        max: usize::MAX,
+        cached: &[],
+    };
+    let mut out = Vec::new();
+    walk.dir(&root.join(start_rel), start_rel, &mut out, None)?;
     Ok(out)
+}
+
+/// The deepest folder `prefix` names completely, where a listing starts: `a/b/c` starts in
+/// `a/b/`.
+fn start_folder(prefix: &str) -> &str {
+    prefix.rfind('/').map_or("", |i| &prefix[..=i])
 }
 
 fn to_chrono(t: SystemTime) -> DateTime<Utc> {

@@ -400,3 +400,43 @@ async fn the_local_store_lists_page_by_page_in_key_order() {
     let dev: Vec<String> = page.objects.into_iter().map(|o| o.key).collect();
     assert_eq!(dev, ["dev/x/1.png", "dev/x/2.png", "dev/y.png"]);
 }
+
+/// A listing continued page by page sees objects added or deleted after its last page, as S3's
+/// does: the folder a page stopped in is not reused once it has changed.
+#[tokio::test]
+async fn the_local_store_sees_changes_between_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(dir.path().to_owned(), "http://127.0.0.1:1/objects".into()).unwrap();
+    for key in ["p/1.png", "p/2.png", "p/4.png", "p/5.png"] {
+        store.put(key, "x".into(), "image/png", &[]).await.unwrap();
+    }
+    // A folder untouched for an hour, as a past month's folder is: one the listing may keep.
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::open(dir.path().join("p"))
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(an_hour_ago))
+        .unwrap();
+    let first = store.list_prefix_page("p/", None, 2).await.unwrap();
+    let keys = |page: &portrait_bot::storage::ListPage| {
+        page.objects
+            .iter()
+            .map(|o| o.key.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&first), ["p/1.png", "p/2.png"]);
+
+    store
+        .put("p/3.png", "x".into(), "image/png", &[])
+        .await
+        .unwrap();
+    store.delete("p/4.png").await.unwrap();
+    let second = store
+        .list_prefix_page("p/", first.next.clone(), 2)
+        .await
+        .unwrap();
+    assert_eq!(keys(&second), ["p/3.png", "p/5.png"]);
+
+    // Unchanged folders give the same pages again, from the same token.
+    let again = store.list_prefix_page("p/", first.next, 2).await.unwrap();
+    assert_eq!(keys(&again), ["p/3.png", "p/5.png"]);
+}
