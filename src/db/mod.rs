@@ -48,9 +48,7 @@ pub use migration_runs::{LeaseHolder, MigrationItem, MigrationRun};
 pub use moderation::{
     BlockedImage, GuildSettingsRow, HistoryBy, HistoryRow, NewHistory, GUILD_SETTING_COLUMNS,
 };
-pub use objects::{
-    url_file_name, KeyReferences, ObjectReferences, PortraitReference, RenameOutcome,
-};
+pub use objects::{url_file_name, KeyReferences, PortraitReference, RenameOutcome};
 pub use portraits::{AttachedPortrait, NewFallback, NewPortrait, PortraitRecord, Stats};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -9,18 +9,6 @@ use sqlx::Row;
 
 use super::{list_query, now_text, Db, DbError, Placeholders, ROWS_PER_STATEMENT};
 
-/// What references some keys, read through indexes for one page of a listing: the portrait
-/// rows with those keys, and the characters whose URL ends with one of the keys' file names.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ObjectReferences {
-    /// `portraits.storage_key` → that row.
-    pub portraits: HashMap<String, PortraitReference>,
-    /// `(id, portrait_url)` of characters whose URL's last path segment (without query string
-    /// or fragment) is one of the file names asked for. A superset: the caller decides which
-    /// URLs really show which key.
-    pub characters: Vec<(i64, String)>,
-}
-
 /// A portrait row, as the object maintenance commands see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortraitReference {
@@ -63,15 +51,13 @@ pub struct RenameOutcome {
 }
 
 impl Db {
-    /// What references `keys` (see [`ObjectReferences`]): the portrait rows with those keys
-    /// (unique index on `storage_key`) and the characters whose URL's file name is one of
-    /// `file_names` (index on `portrait_file`). Two queries for a whole page of keys.
-    pub async fn object_references(
+    /// The portrait rows with `keys` (unique index on `storage_key`), by key, each with whether
+    /// it is in use. One query per [`ROWS_PER_STATEMENT`] keys.
+    pub async fn portraits_by_key(
         &self,
         keys: &[&str],
-        file_names: &[&str],
-    ) -> Result<ObjectReferences, DbError> {
-        let mut references = ObjectReferences::default();
+    ) -> Result<HashMap<String, PortraitReference>, DbError> {
+        let mut portraits = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT p.id, p.storage_key, p.public_url, \
@@ -87,7 +73,7 @@ impl Db {
             }
             let mut rows = query.fetch(&self.pool);
             while let Some(row) = rows.try_next().await? {
-                references.portraits.insert(
+                portraits.insert(
                     row.try_get("storage_key")?,
                     PortraitReference {
                         id: row.try_get("id")?,
@@ -97,12 +83,13 @@ impl Db {
                 );
             }
         }
-        references.characters = self.characters_by_file_name(file_names).await?;
-        Ok(references)
+        Ok(portraits)
     }
 
-    /// `(id, portrait_url)` of characters whose URL's file name is one of `file_names`.
-    async fn characters_by_file_name(
+    /// `(id, portrait_url)` of characters whose URL's last path segment (without query string
+    /// or fragment) is one of `file_names` (index on `portrait_file`). A superset: the caller
+    /// decides which URLs really show which key.
+    pub async fn characters_by_file_name(
         &self,
         file_names: &[&str],
     ) -> Result<Vec<(i64, String)>, DbError> {

@@ -175,7 +175,8 @@ impl<'a> Listing<'a> {
 pub(crate) struct References {
     /// The portrait row with the object's key.
     pub(crate) portrait: Option<PortraitReference>,
-    /// `(id, portrait_url)` of characters whose URL shows the object (see [`url_refers_to`]).
+    /// `(id, portrait_url)` of characters whose URL shows the object (see [`url_refers_to`]);
+    /// with [`Needed::WhetherShown`], empty when the portrait row is in use.
     pub(crate) characters: Vec<(i64, String)>,
 }
 
@@ -186,30 +187,47 @@ impl References {
     }
 }
 
+/// How much [`page_references`] must find out about each object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Needed {
+    /// Every character whose URL shows it (a move rewrites each one).
+    EveryReference,
+    /// Only whether something shows it: the characters' URLs are not read for an object whose
+    /// portrait row is in use, which in a settled bucket is nearly every object, so the orphan
+    /// cleanup reads one index per object instead of two.
+    WhetherShown,
+}
+
 /// What references each of `keys`, read through indexes in two queries for the whole page.
 pub(crate) async fn page_references(
     db: &Db,
     store: &Store,
     keys: &[&str],
+    needed: Needed,
 ) -> Result<HashMap<String, References>, DbError> {
-    let file_names: Vec<String> = keys.iter().map(|key| key_file_name(key)).collect();
-    let names: Vec<&str> = file_names.iter().map(String::as_str).collect();
-    let mut found = db.object_references(keys, &names).await?;
-    let mut by_file_name: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (key, name) in keys.iter().zip(&file_names) {
-        by_file_name.entry(name.as_str()).or_default().push(*key);
-    }
+    let mut portraits = db.portraits_by_key(keys).await?;
     let mut references: HashMap<String, References> = keys
         .iter()
         .map(|key| {
             let refs = References {
-                portrait: found.portraits.remove(*key),
+                portrait: portraits.remove(*key),
                 characters: Vec::new(),
             };
             (key.to_string(), refs)
         })
         .collect();
-    for (id, url) in found.characters {
+    let mut by_file_name: HashMap<String, Vec<&str>> = HashMap::new();
+    for key in keys {
+        let in_use = references[*key].portrait.as_ref().is_some_and(|p| p.in_use);
+        if needed == Needed::EveryReference || !in_use {
+            by_file_name
+                .entry(key_file_name(key))
+                .or_default()
+                .push(*key);
+        }
+    }
+    let names: Vec<&str> = by_file_name.keys().map(String::as_str).collect();
+    for (id, url) in db.characters_by_file_name(&names).await? {
         for key in by_file_name.get(url_file_name(&url)).into_iter().flatten() {
             if url_refers_to(&url, key, store) {
                 if let Some(refs) = references.get_mut(*key) {

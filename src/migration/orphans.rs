@@ -6,8 +6,9 @@
 //! them; an executed run deletes them, checking each one again right before deleting it.
 //!
 //! The bucket is listed page by page and each page is checked against the database through
-//! indexes (the portrait row by key, its use by `characters.portrait_id`, character URLs by
-//! file name), so memory holds one page plus the orphans found.
+//! indexes (the portrait row by key, its use by `characters.portrait_id`, and character URLs by
+//! file name only for objects whose row is not in use), so memory holds one page plus the
+//! orphans found.
 //!
 //! Two guards keep a live portrait from ever being deleted. The age guard: an upload writes
 //! its object first and its row just after, so an object younger than `older_than` may be
@@ -22,7 +23,7 @@ use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt};
 
 use super::bucket::{
-    count, env_segment, page_references, KeyFailure, Listed, Listing, MigrationError,
+    count, env_segment, page_references, KeyFailure, Listed, Listing, MigrationError, Needed,
     LIST_PAGE_SIZE,
 };
 use crate::db::Db;
@@ -282,7 +283,7 @@ pub async fn cleanup_orphans_paged(
         // the other order, an object stored and recorded between the two reads would look
         // unreferenced.
         let keys: Vec<&str> = page.iter().map(|o| o.key.as_str()).collect();
-        let mut references = page_references(db, store, &keys).await?;
+        let mut references = page_references(db, store, &keys, Needed::WhetherShown).await?;
         report.scanned += page.len() as u64;
         let mut orphans = Vec::new();
         for object in page {
@@ -371,7 +372,7 @@ async fn delete_batch(
         .filter(|(_, outcome)| outcome.is_none())
         .map(|(orphan, _)| orphan.object.key.as_str())
         .collect();
-    let references = match page_references(db, store, &keys).await {
+    let references = match page_references(db, store, &keys, Needed::WhetherShown).await {
         Ok(references) => references,
         Err(err) => {
             let reason = format!("could not check its references: {err}");

@@ -17,7 +17,7 @@ use futures::{stream, StreamExt};
 
 use super::bucket::{
     count, env_segment, has_env_prefix, key_file_name, page_references, url_refers_to, Listed,
-    Listing, References, LIST_PAGE_SIZE,
+    Listing, Needed, References, LIST_PAGE_SIZE,
 };
 pub use super::bucket::{KeyFailure, MigrationError, ENVIRONMENTS};
 use crate::db::Db;
@@ -236,7 +236,7 @@ pub async fn migrate_prefix_paged(
         }
         let mut outcomes: Vec<Result<PrefixMove, KeyFailure>> = if dry_run {
             let keys: Vec<&str> = unprefixed.iter().map(|(key, _)| key.as_str()).collect();
-            let references = page_references(db, store, &keys).await?;
+            let references = page_references(db, store, &keys, Needed::EveryReference).await?;
             let references = &references;
             stream::iter(unprefixed)
                 .map(|(from, size)| plan_move(store, env, references, from, size))
