@@ -19,7 +19,7 @@
 //!
 //! Reproduce: `cargo bench --bench scale` (all sizes), or for a quick run
 //! `SCALE_NS=10000,100000 TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench scale`.
-//! With `SCALE_KEEP=1` each data set (folder, and PostgreSQL database) is kept and its place
+//! `SCALE_ENGINES=postgres` (or `sqlite`) runs one engine only. With `SCALE_KEEP=1` each data set (folder, and PostgreSQL database) is kept and its place
 //! printed, to profile a job on it afterwards.
 
 use std::io::{BufWriter, Write};
@@ -136,6 +136,9 @@ fn main() {
         engines.push("postgres");
     } else {
         eprintln!("note: TEST_POSTGRES_URL is not set; PostgreSQL is skipped");
+    }
+    if let Ok(only) = std::env::var("SCALE_ENGINES") {
+        engines.retain(|engine| only.split(',').any(|o| o.trim() == *engine));
     }
     let mut results = Vec::new();
     for &n in &ns {
