@@ -43,7 +43,7 @@ pub struct LocalStore {
 
 /// Where the last page of a listing stopped: the sorted listings of the folders holding its
 /// last key. A folder of 8,000 objects listed 1,000 at a time would otherwise be read and
-/// sorted 8 times, making a walk of the store quadratic in its largest folder. Used only by
+/// sorted 8 times. Used only by
 /// the page that continues from `token` (so a fresh listing always reads the disk, and a
 /// listing sees, like S3's, what was there when it reached each folder), and a folder only
 /// while its modification time is unchanged and was already [`QUIET`] old when it was read:
@@ -69,15 +69,13 @@ struct FolderListing {
     entries: Arc<[(String, Entry)]>,
 }
 
-/// A folder entry: a sub-folder (its key ends with `/`) or an object, with what the listing
-/// reports of it as the folder was read.
-#[derive(Debug, Clone)]
+/// A folder entry: a sub-folder (its key ends with `/`) or an object. An object's size and
+/// age are read only when a page lists it, so a page costs its own objects' `stat`s whatever
+/// the size of its folder, even when the folder changed and must be read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Entry {
     Folder,
-    Object {
-        size: u64,
-        last_modified: Option<DateTime<Utc>>,
-    },
+    Object,
 }
 
 /// What S3 would keep in headers, kept beside the object as JSON.
@@ -577,15 +575,19 @@ impl Walk<'_> {
                         self.dir(&self.root.join(key), key, out, read.as_deref_mut())?;
                     }
                 }
-                Entry::Object {
-                    size,
-                    last_modified,
-                } => {
+                Entry::Object => {
                     if key.starts_with(self.prefix) {
+                        let path = self.root.join(key);
+                        let meta = match fs::symlink_metadata(&path) {
+                            Ok(meta) if meta.is_file() => meta,
+                            Ok(_) => continue, // replaced by something that is not an object
+                            Err(e) if is_absent(&e) => continue, // deleted since the folder was read
+                            Err(e) => return Err(io_error("list", self.root, &path, e)),
+                        };
                         out.push(ListedObject {
                             key: key.clone(),
-                            size: *size,
-                            last_modified: *last_modified,
+                            size: meta.len(),
+                            last_modified: meta.modified().ok().map(to_chrono),
                         });
                     }
                 }
@@ -594,8 +596,8 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// The entries of `dir`, from the previous page if it left them and the folder has not
-    /// changed since, else read now. `None` if the folder does not exist.
+    /// The entries of `dir` from `after` on, from the previous page if it left them and the
+    /// folder has not changed since, else read now. `None` if the folder does not exist.
     fn listing(&self, dir: &Path, rel: &str) -> Result<Option<FolderListing>, StorageError> {
         let modified = match fs::metadata(dir).and_then(|meta| meta.modified()) {
             Ok(modified) => modified,
@@ -627,23 +629,27 @@ impl Walk<'_> {
             if name.starts_with('.') {
                 continue;
             }
-            // Read through the folder's handle (`fstatat`), not by walking the whole path.
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
+            // From the folder itself (`d_type`) on common file systems: no `stat` per entry.
+            let file_type = match entry.file_type() {
+                Ok(file_type) => file_type,
                 Err(e) if is_absent(&e) => continue, // deleted since the folder was read
                 Err(e) => return Err(io_error("list", self.root, &entry.path(), e)),
             };
-            if meta.is_dir() {
-                listed.push((format!("{rel}{name}/"), Entry::Folder));
-            } else if meta.is_file() {
-                let last_modified = meta.modified().ok().map(to_chrono);
-                listed.push((
-                    format!("{rel}{name}"),
-                    Entry::Object {
-                        size: meta.len(),
-                        last_modified,
-                    },
-                ));
+            let (key, kind) = if file_type.is_dir() {
+                (format!("{rel}{name}/"), Entry::Folder)
+            } else if file_type.is_file() {
+                (format!("{rel}{name}"), Entry::Object)
+            } else {
+                continue;
+            };
+            // What sorts before `after` is never listed again, by this page or the pages that
+            // continue it: a folder a job is deleting from, read again for each page, is then
+            // sorted only for what is left to list.
+            let listed_already = self.after.is_some_and(|after| {
+                key.as_str() <= after && !(kind == Entry::Folder && after.starts_with(&key))
+            });
+            if !listed_already {
+                listed.push((key, kind));
             }
         }
         listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));

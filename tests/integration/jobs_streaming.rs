@@ -439,4 +439,16 @@ async fn the_local_store_sees_changes_between_pages() {
     // Unchanged folders give the same pages again, from the same token.
     let again = store.list_prefix_page("p/", first.next, 2).await.unwrap();
     assert_eq!(keys(&again), ["p/3.png", "p/5.png"]);
+
+    // A job deleting what it listed (as the orphan cleanup does) misses nothing after it.
+    for key in ["p/1.png", "p/2.png", "p/3.png"] {
+        store.delete(key).await.unwrap();
+    }
+    store
+        .put("p/6.png", "x".into(), "image/png", &[])
+        .await
+        .unwrap();
+    let third = store.list_prefix_page("p/", again.next, 2).await.unwrap();
+    assert_eq!(keys(&third), ["p/6.png"]);
+    assert_eq!(third.next, None);
 }
