@@ -13,7 +13,8 @@ use super::{list_query, now_text, Db, DbError, Placeholders, ROWS_PER_STATEMENT}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortraitReference {
     pub id: i64,
-    pub public_url: String,
+    /// `None` when not asked for (see [`Db::portraits_by_key`]).
+    pub public_url: Option<String>,
     /// Whether some character shows this portrait (`characters.portrait_id`) or an upload
     /// waiting for approval is it (`pending_portraits.portrait_id`).
     pub in_use: bool,
@@ -52,15 +53,19 @@ pub struct RenameOutcome {
 
 impl Db {
     /// The portrait rows with `keys` (unique index on `storage_key`), by key, each with whether
-    /// it is in use. One query per [`ROWS_PER_STATEMENT`] keys.
+    /// it is in use, and its URL if `with_url`. One query per [`ROWS_PER_STATEMENT`] keys.
+    /// Without the URL the query reads indexes only (`portraits_storage_key_id` on PostgreSQL,
+    /// the key's own index on SQLite), not a row of the table per key.
     pub async fn portraits_by_key(
         &self,
         keys: &[&str],
+        with_url: bool,
     ) -> Result<HashMap<String, PortraitReference>, DbError> {
         let mut portraits = HashMap::with_capacity(keys.len());
+        let url_column = if with_url { "p.public_url" } else { "NULL" };
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT p.id, p.storage_key, p.public_url, \
+                "SELECT p.id, p.storage_key, {url_column} AS public_url, \
                    CAST(CASE WHEN EXISTS (SELECT 1 FROM characters c WHERE c.portrait_id = p.id) \
                         OR EXISTS (SELECT 1 FROM pending_portraits w WHERE w.portrait_id = p.id) \
                         THEN 1 ELSE 0 END AS BIGINT) AS in_use \

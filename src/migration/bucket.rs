@@ -205,7 +205,8 @@ pub(crate) async fn page_references(
     keys: &[&str],
     needed: Needed,
 ) -> Result<HashMap<String, References>, DbError> {
-    let mut portraits = db.portraits_by_key(keys).await?;
+    let with_url = needed == Needed::EveryReference;
+    let mut portraits = db.portraits_by_key(keys, with_url).await?;
     let mut references: HashMap<String, References> = keys
         .iter()
         .map(|key| {

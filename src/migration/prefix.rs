@@ -295,7 +295,7 @@ async fn plan_move(
     let empty = References::default();
     let refs = references.get(&from).unwrap_or(&empty);
     let old_url = store.public_url(&from);
-    let row_url = refs.portrait.as_ref().map(|p| p.public_url.as_str());
+    let row_url = refs.portrait.as_ref().and_then(|p| p.public_url.as_deref());
     // The same two URLs `Db::rename_object` rewrites.
     let rewritten = |url: &str| url == old_url || row_url == Some(url);
     let characters_updated = refs
