@@ -192,9 +192,9 @@ impl References {
 pub(crate) enum Needed {
     /// Every character whose URL shows it (a move rewrites each one).
     EveryReference,
-    /// Only whether something shows it: the characters' URLs are not read for an object whose
-    /// portrait row is in use, which in a settled bucket is nearly every object, so the orphan
-    /// cleanup reads one index per object instead of two.
+    /// Only whether something shows it: the portrait row's URL is not read (so the row is
+    /// found through indexes only), nor the characters' URLs for an object whose portrait row
+    /// is in use, which in a settled bucket is nearly every object.
     WhetherShown,
 }
 

@@ -43,12 +43,11 @@ pub struct LocalStore {
 
 /// Where the last page of a listing stopped: the sorted listings of the folders holding its
 /// last key. A folder of 8,000 objects listed 1,000 at a time would otherwise be read and
-/// sorted 8 times. Used only by
-/// the page that continues from `token` (so a fresh listing always reads the disk, and a
-/// listing sees, like S3's, what was there when it reached each folder), and a folder only
-/// while its modification time is unchanged and was already [`QUIET`] old when it was read:
-/// file systems keep that time in coarse ticks, so a change in the tick of the reading could
-/// leave it as it was.
+/// sorted 8 times. Used only by the page that continues from `token` (so a fresh listing
+/// always reads the disk, and a listing sees, like S3's, what was there when it reached each
+/// folder), and a folder only while its modification time is unchanged and was already
+/// [`QUIET`] old when it was read: file systems keep that time in coarse ticks, so a change in
+/// the tick of the reading could leave it as it was.
 #[derive(Debug)]
 struct Continuation {
     prefix: String,
