@@ -205,8 +205,8 @@ pub(crate) async fn page_references(
     keys: &[&str],
     needed: Needed,
 ) -> Result<HashMap<String, References>, DbError> {
-    let with_url = needed == Needed::EveryReference;
-    let mut portraits = db.portraits_by_key(keys, with_url).await?;
+    let every = needed == Needed::EveryReference;
+    let mut portraits = db.portraits_by_key(keys, every).await?;
     let mut references: HashMap<String, References> = keys
         .iter()
         .map(|key| {
@@ -220,7 +220,7 @@ pub(crate) async fn page_references(
     let mut by_file_name: HashMap<String, Vec<&str>> = HashMap::new();
     for key in keys {
         let in_use = references[*key].portrait.as_ref().is_some_and(|p| p.in_use);
-        if needed == Needed::EveryReference || !in_use {
+        if every || !in_use {
             by_file_name
                 .entry(key_file_name(key))
                 .or_default()
