@@ -23,10 +23,13 @@
 //! set (folder, and PostgreSQL database) is kept and its place printed, to profile a job on it
 //! afterwards.
 //!
-//! A job that changes nothing (all but the first import and the executed cleanup) is run
-//! `SCALE_REPEAT` times (3 by default) and its fastest time and largest peak RSS are kept: on a
-//! shared machine a run is only ever slowed by noise, and a 0.1 s job at 10k, slowed by a
-//! twentieth of a second, would otherwise distort its ratio.
+//! Every job is run `SCALE_REPEAT` times (3 by default) and its fastest time and largest peak
+//! RSS are kept: on a shared machine a run is only ever slowed by noise, and a 0.1 s job at 10k,
+//! slowed by a twentieth of a second, would otherwise distort its ratio. A job that changes the
+//! data set runs each time on the data set as it was: the first import on a fresh database,
+//! the executed cleanup after its orphans were written again. Before each run the file
+//! system's pending writes are flushed (`sync`), so no job pays for the writes of the setup or
+//! of the job before it.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -49,6 +52,8 @@ const INSERT_BATCH: usize = 500;
 const GUILD: u64 = 1_100_000_000_000_000_001;
 /// What `LOCAL_PUBLIC_URL` is set to: the migrated portraits' URLs start with it.
 const PUBLIC_URL: &str = "https://img.example.test";
+/// Every object's bytes: the jobs never read them.
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n bench object";
 
 /// One command timed at every N, in the order they run on one data set.
 struct Job {
@@ -58,11 +63,21 @@ struct Job {
     flat: bool,
     /// Runs after the data set is marked half migrated.
     after_marking: bool,
-    /// Changes nothing, so it can be run again on the same data set (see the module docs).
-    repeatable: bool,
+    /// What must be put back before it runs again (see the module docs).
+    rerun: Rerun,
     /// A line its report must contain (`{n}`, `{half}` and `{tenth}` are replaced), so a job
     /// that did not do the work is not timed as if it had.
     expect: &'static str,
+}
+
+/// What a job changes, and so what is put back before it runs again.
+enum Rerun {
+    /// Nothing: it runs again on the same data set.
+    AsIs,
+    /// Everything: it runs on a fresh, empty database.
+    OnFreshDatabase,
+    /// The orphans it deleted: their objects and unused portrait rows are written again.
+    AfterRestoringOrphans,
 }
 
 /// `{file}` is replaced by the CSV export's path.
@@ -72,7 +87,7 @@ const JOBS: &[Job] = &[
         args: &["import", "{file}"],
         flat: false,
         after_marking: false,
-        repeatable: false,
+        rerun: Rerun::OnFreshDatabase,
         expect: "created:      {n}",
     },
     Job {
@@ -80,7 +95,7 @@ const JOBS: &[Job] = &[
         args: &["import", "{file}"],
         flat: false,
         after_marking: true,
-        repeatable: true,
+        rerun: Rerun::AsIs,
         expect: "unchanged:    {n}",
     },
     Job {
@@ -88,7 +103,7 @@ const JOBS: &[Job] = &[
         args: &["migrate", "--dry-run"],
         flat: false,
         after_marking: true,
-        repeatable: true,
+        rerun: Rerun::AsIs,
         expect: "{half} portraits would be migrated",
     },
     Job {
@@ -96,7 +111,7 @@ const JOBS: &[Job] = &[
         args: &["migrate", "--dry-run", "--limit", "1000"],
         flat: true,
         after_marking: true,
-        repeatable: true,
+        rerun: Rerun::AsIs,
         expect: "1000 portraits would be migrated",
     },
     Job {
@@ -104,7 +119,7 @@ const JOBS: &[Job] = &[
         args: &["cleanup-orphans", "--older-than", "0s"],
         flat: false,
         after_marking: true,
-        repeatable: true,
+        rerun: Rerun::AsIs,
         expect: "Would delete {tenth} orphans",
     },
     Job {
@@ -112,7 +127,7 @@ const JOBS: &[Job] = &[
         args: &["cleanup-orphans", "--older-than", "0s", "--execute"],
         flat: false,
         after_marking: true,
-        repeatable: false,
+        rerun: Rerun::AfterRestoringOrphans,
         expect: "Deleted {tenth} orphans",
     },
 ];
@@ -165,39 +180,33 @@ fn main() {
         write_export(&file, n);
         for &engine in &engines {
             let dir = tempfile::tempdir().expect("temp dir");
-            let (url, cleanup) = match engine {
-                "sqlite" => (
-                    format!("sqlite://{}", dir.path().join("scale.db").display()),
-                    None,
-                ),
-                _ => {
-                    let admin = postgres.clone().expect("checked");
-                    let name = format!("portrait_scale_{n}_{}", std::process::id());
-                    runtime.block_on(admin_sql(
-                        &admin,
-                        &format!("DROP DATABASE IF EXISTS \"{name}\""),
-                    ));
-                    runtime.block_on(admin_sql(&admin, &format!("CREATE DATABASE \"{name}\"")));
-                    let mut url = url::Url::parse(&admin).expect("TEST_POSTGRES_URL is a URL");
-                    url.set_path(&format!("/{name}"));
-                    (url.to_string(), Some((admin, name)))
-                }
-            };
+            let database =
+                runtime.block_on(Database::create(engine, postgres.as_deref(), n, dir.path()));
+            let url = database.url.clone();
             let objects = dir.path().join("objects");
             let mut marked = false;
             for job in JOBS {
                 if job.after_marking && !marked {
                     let started = Instant::now();
                     runtime.block_on(mark_half_migrated(&url, &objects, n));
+                    runtime.block_on(write_orphans(&url, &objects, n));
                     eprintln!(
                         "{engine} N={n}: half marked migrated, orphans written in {:.1} s",
                         started.elapsed().as_secs_f64()
                     );
                     marked = true;
                 }
-                let runs = if job.repeatable { repeats } else { 1 };
                 let (mut secs, mut peak_kib) = (f64::INFINITY, 0);
-                for _ in 0..runs {
+                for run in 0..repeats {
+                    if run > 0 {
+                        match job.rerun {
+                            Rerun::AsIs => {}
+                            Rerun::OnFreshDatabase => runtime.block_on(database.recreate()),
+                            Rerun::AfterRestoringOrphans => {
+                                runtime.block_on(write_orphans(&url, &objects, n))
+                            }
+                        }
+                    }
                     let (run_secs, run_kib) = run_job(job, &url, &objects, &file, dir.path(), n);
                     secs = secs.min(run_secs);
                     peak_kib = peak_kib.max(run_kib);
@@ -223,12 +232,7 @@ fn main() {
                 );
                 continue;
             }
-            if let Some((admin, name)) = cleanup {
-                runtime.block_on(admin_sql(
-                    &admin,
-                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-                ));
-            }
+            runtime.block_on(database.drop());
         }
     }
     print_table(&results, &ns, postgres.is_some(), repeats);
@@ -275,6 +279,8 @@ fn run_job(
         .iter()
         .map(|a| if *a == "{file}" { file } else { a })
         .collect();
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
     let started = Instant::now();
     let output = Command::new(std::env::current_exe().expect("this program"))
         .args(&args)
@@ -350,6 +356,68 @@ fn runner() {
     }
 }
 
+/// The database of one data set: a SQLite file, or a PostgreSQL database of its own.
+struct Database {
+    url: String,
+    /// For PostgreSQL: `TEST_POSTGRES_URL` and the database's name.
+    postgres: Option<(String, String)>,
+}
+
+impl Database {
+    async fn create(engine: &str, admin: Option<&str>, n: u64, dir: &Path) -> Database {
+        let database = match engine {
+            "sqlite" => Database {
+                url: format!("sqlite://{}", dir.join("scale.db").display()),
+                postgres: None,
+            },
+            _ => {
+                let admin = admin.expect("PostgreSQL runs only with TEST_POSTGRES_URL");
+                let name = format!("portrait_scale_{n}_{}", std::process::id());
+                let mut url = url::Url::parse(admin).expect("TEST_POSTGRES_URL is a URL");
+                url.set_path(&format!("/{name}"));
+                Database {
+                    url: url.to_string(),
+                    postgres: Some((admin.to_owned(), name)),
+                }
+            }
+        };
+        database.recreate().await;
+        database
+    }
+
+    /// Empties the database: the next job starts from nothing (the binary applies the
+    /// migrations).
+    async fn recreate(&self) {
+        self.drop().await;
+        if let Some((admin, name)) = &self.postgres {
+            admin_sql(admin, &format!("CREATE DATABASE \"{name}\"")).await;
+        }
+    }
+
+    async fn drop(&self) {
+        match &self.postgres {
+            Some((admin, name)) => {
+                admin_sql(
+                    admin,
+                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                )
+                .await
+            }
+            None => {
+                let file = self.url.trim_start_matches("sqlite://");
+                for suffix in ["", "-wal", "-shm"] {
+                    match std::fs::remove_file(format!("{file}{suffix}")) {
+                        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                            panic!("remove {file}{suffix}: {err}")
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn admin_sql(admin_url: &str, sql: &str) {
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
@@ -396,15 +464,9 @@ fn key_sql(id: &str) -> String {
 }
 
 /// Marks every second character's portrait as migrated, as the CDN migration records it, and
-/// writes the bucket: each migrated portrait's object, and N/10 orphans (the even ones with a
-/// portrait row no character uses).
+/// writes each migrated portrait's object.
 async fn mark_half_migrated(url: &str, objects: &Path, n: u64) {
-    let pool: AnyPool = AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await
-        .expect("connect");
-    let png: &[u8] = b"\x89PNG\r\n\x1a\n bench object";
+    let pool = connect(url).await;
     let key_c = key_sql("c.id");
     let statements = [
         format!(
@@ -414,7 +476,7 @@ async fn mark_half_migrated(url: &str, objects: &Path, n: u64) {
                     c.owner_id, 'migration', c.portrait_url, c.created_at \
              FROM characters c WHERE c.id % 2 = 0",
             "ab".repeat(32),
-            png.len()
+            PNG.len()
         ),
         format!(
             "UPDATE characters SET \
@@ -443,6 +505,21 @@ async fn mark_half_migrated(url: &str, objects: &Path, n: u64) {
         .await
         .expect("migrated ids");
     assert_eq!(migrated.len() as u64, n / 2, "half the characters marked");
+    pool.close().await;
+    let objects = objects.to_owned();
+    tokio::task::spawn_blocking(move || {
+        for i in migrated {
+            write_object(&objects, &key(i, "hero"), PNG);
+        }
+    })
+    .await
+    .expect("objects written");
+}
+
+/// Writes N/10 orphans: objects no character shows, the even ones with a portrait row no
+/// character uses. Run again after `cleanup-orphans --execute` deleted them, it puts them back.
+async fn write_orphans(url: &str, objects: &Path, n: u64) {
+    let pool = connect(url).await;
     let first_orphan = i64::try_from(n).expect("N fits") + 1;
     let orphans: Vec<i64> = (first_orphan..first_orphan + (n / 10) as i64).collect();
     for batch in orphans.chunks(INSERT_BATCH) {
@@ -455,7 +532,7 @@ async fn mark_half_migrated(url: &str, objects: &Path, n: u64) {
                     "('{key}', '{PUBLIC_URL}/{key}', '{:064x}', {}, 'image/png', 8, 8, 1, \
                      'slash_command', NULL, '2025-01-01T00:00:00.000Z')",
                     i,
-                    png.len()
+                    PNG.len()
                 )
             })
             .collect();
@@ -471,8 +548,8 @@ async fn mark_half_migrated(url: &str, objects: &Path, n: u64) {
             .await
             .expect("insert orphan rows");
     }
-    // What autovacuum does after a bulk load on a normal PostgreSQL (this machine's has it
-    // off): statistics, and the visibility map that lets index-only scans skip the table.
+    // What autovacuum does after a bulk load or delete on a normal PostgreSQL (this machine's
+    // has it off): statistics, and the visibility map that lets index-only scans skip the table.
     let analyze = if url.starts_with("postgres") {
         "VACUUM ANALYZE"
     } else {
@@ -483,15 +560,20 @@ async fn mark_half_migrated(url: &str, objects: &Path, n: u64) {
 
     let objects = objects.to_owned();
     tokio::task::spawn_blocking(move || {
-        for i in migrated {
-            write_object(&objects, &key(i, "hero"), png);
-        }
         for i in orphans {
-            write_object(&objects, &key(i, "orphan"), png);
+            write_object(&objects, &key(i, "orphan"), PNG);
         }
     })
     .await
     .expect("objects written");
+}
+
+async fn connect(url: &str) -> AnyPool {
+    AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .expect("connect")
 }
 
 fn write_object(root: &Path, key: &str, bytes: &[u8]) {
@@ -557,7 +639,7 @@ fn print_table(results: &[Measured], ns: &[u64], postgres: bool, repeats: u32) {
     println!(
         "Budgets (DESIGN.md): peak RSS ≤ {RSS_BUDGET_MIB} MiB for every job at every N; whole-table \
          jobs ≤ {GROWTH_BUDGET}× time per 10× N; `--limit 1000` flat (≤ {FLAT_BUDGET}× per 10× N). \
-         {} of {} rows over budget. Jobs that change nothing: fastest of {repeats} runs.",
+         {} of {} rows over budget. Fastest of {repeats} runs of each job.",
         over,
         results.len()
     );
