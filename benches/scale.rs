@@ -506,14 +506,7 @@ async fn mark_half_migrated(url: &str, objects: &Path, n: u64) {
         .expect("migrated ids");
     assert_eq!(migrated.len() as u64, n / 2, "half the characters marked");
     pool.close().await;
-    let objects = objects.to_owned();
-    tokio::task::spawn_blocking(move || {
-        for i in migrated {
-            write_object(&objects, &key(i, "hero"), PNG);
-        }
-    })
-    .await
-    .expect("objects written");
+    write_objects(objects, migrated, "hero").await;
 }
 
 /// Writes N/10 orphans: objects no character shows, the even ones with a portrait row no
@@ -557,15 +550,7 @@ async fn write_orphans(url: &str, objects: &Path, n: u64) {
     };
     pool.execute(analyze).await.expect(analyze);
     pool.close().await;
-
-    let objects = objects.to_owned();
-    tokio::task::spawn_blocking(move || {
-        for i in orphans {
-            write_object(&objects, &key(i, "orphan"), PNG);
-        }
-    })
-    .await
-    .expect("objects written");
+    write_objects(objects, orphans, "orphan").await;
 }
 
 async fn connect(url: &str) -> AnyPool {
@@ -574,6 +559,18 @@ async fn connect(url: &str) -> AnyPool {
         .connect(url)
         .await
         .expect("connect")
+}
+
+/// Writes the object `key(id, what)` of each id.
+async fn write_objects(objects: &Path, ids: Vec<i64>, what: &'static str) {
+    let objects = objects.to_owned();
+    tokio::task::spawn_blocking(move || {
+        for id in ids {
+            write_object(&objects, &key(id, what), PNG);
+        }
+    })
+    .await
+    .expect("objects written");
 }
 
 fn write_object(root: &Path, key: &str, bytes: &[u8]) {
