@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use super::inspect::{self, ImageFormat, ImageInfo, InspectLimits, Rejection, Thumbnail};
 use super::key::portrait_key;
@@ -112,6 +112,35 @@ struct StoredObject {
     sha256: String,
     /// The object was already in the bucket (same bytes, same name): nothing was written.
     already_stored: bool,
+    /// Held until the object's row is written: see [`ContentLocks`].
+    _same_content: OwnedMutexGuard<()>,
+}
+
+/// How many locks [`ContentLocks`] spreads contents over.
+const CONTENT_LOCK_STRIPES: usize = 64;
+
+/// Makes the storing and recording of identical bytes take turns within this process, so the
+/// same image arriving twice at once (two players, or two links with the same bytes in one
+/// migration) is stored once: the second waits until the first one's row is written, then
+/// finds it and shares its object. Striped by the content hash rather than one lock per hash,
+/// so memory stays fixed; two different images rarely share a stripe, and then only wait for
+/// each other's store and record, never their download or decode.
+#[derive(Debug)]
+struct ContentLocks(Vec<Arc<Mutex<()>>>);
+
+impl ContentLocks {
+    fn new() -> Self {
+        Self(
+            (0..CONTENT_LOCK_STRIPES)
+                .map(|_| Arc::new(Mutex::new(())))
+                .collect(),
+        )
+    }
+
+    async fn lock(&self, sha256: &[u8]) -> OwnedMutexGuard<()> {
+        let stripe = usize::from(sha256.first().copied().unwrap_or(0)) % self.0.len();
+        Arc::clone(&self.0[stripe]).lock_owned().await
+    }
 }
 
 impl StoredObject {
@@ -272,6 +301,7 @@ pub struct PortraitService {
     ingest_slots: Arc<Semaphore>,
     /// Bounds CPU and decoder memory: decoding is the expensive part.
     decode_slots: Arc<Semaphore>,
+    content_locks: Arc<ContentLocks>,
 }
 
 impl PortraitService {
@@ -285,6 +315,7 @@ impl PortraitService {
         Self {
             ingest_slots: Arc::new(Semaphore::new(settings.ingest_concurrency.max(1))),
             decode_slots: Arc::new(Semaphore::new(settings.decode_concurrency.max(1))),
+            content_locks: Arc::new(ContentLocks::new()),
             db,
             store,
             fetcher,
@@ -480,14 +511,17 @@ impl PortraitService {
     }
 
     /// Writes the checked image to the store (once per content: the same bytes stored before
-    /// are reused) and describes it for its database row.
+    /// are reused) and describes it for its database row, which the caller writes before it
+    /// drops the result.
     async fn store_object(
         &self,
         checked: &Checked,
         request: &IngestRequest<'_>,
     ) -> Result<StoredObject, IngestError> {
         let Checked { bytes, info, .. } = checked;
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let digest = Sha256::digest(bytes);
+        let same_content = self.content_locks.lock(&digest).await;
+        let sha256 = hex::encode(digest);
         // The same bytes are stored once: when another character already has them (six
         // characters imported with one shared link), its object and row are shared, under the
         // key of whoever stored them first.
@@ -524,6 +558,7 @@ impl PortraitService {
             key,
             sha256,
             already_stored,
+            _same_content: same_content,
         })
     }
 

@@ -198,6 +198,35 @@ on_both_databases! {
         assert_eq!(t.bucket_keys().await, std::slice::from_ref(&first.record.storage_key));
     }
 
+    async fn the_same_bytes_uploaded_for_eight_characters_at_once_are_stored_once(t: TestDb) {
+        let t = TestApp::start(t).await;
+        let mut party = Vec::new();
+        for name in ["Aria", "Brom", "Cyd", "Dax", "Eve", "Fay", "Gus", "Hal"] {
+            party.push(t.create_character(name).await);
+        }
+        let png = Bytes::from(images::png(42, 43));
+
+        let uploads = party.iter().map(|character| {
+            let portraits = t.app.portraits.clone();
+            let png = png.clone();
+            async move { portraits.ingest(Upload::Bytes(png), &request(character)).await }
+        });
+        let stored: Vec<_> = futures::future::join_all(uploads)
+            .await
+            .into_iter()
+            .map(|result| result.expect("every upload is stored"))
+            .collect();
+
+        let keys = t.bucket_keys().await;
+        assert_eq!(keys.len(), 1, "one object for one image: {keys:?}");
+        assert_eq!(t.app.db.stats().await.unwrap().portraits, 1, "and one row");
+        for (character, upload) in party.iter().zip(&stored) {
+            assert_eq!(upload.record.storage_key, keys[0], "{}", character.name);
+            assert_eq!(t.reload(character).await.portrait_id, Some(upload.record.id), "{}", character.name);
+        }
+        assert_eq!(stored.iter().filter(|upload| !upload.already_stored).count(), 1, "written once");
+    }
+
     async fn a_killed_run_is_marked_interrupted_with_its_counts_when_its_lease_is_taken_over(t: TestDb) {
         let t = TestApp::start(t).await;
         let discord = TestDiscord::start().await;
