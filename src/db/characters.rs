@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::moderation::remember_deleted_character;
 use super::{from_db_id, now_text, to_db_id, Backend, Db, DbError};
 use crate::character::{name_key, CharacterBio, CharacterClass, CharacterName, NewCharacter};
 
@@ -168,13 +169,10 @@ impl Db {
     /// Deletes a character; returns the portrait it had, so the caller can remove the object
     /// when nothing else references it. `None` when there was no such character.
     pub async fn delete_character(&self, id: i64) -> Result<Option<Character>, DbError> {
-        let row = sqlx::query(&format!(
-            "DELETE FROM characters WHERE id = $1 RETURNING {COLUMNS}"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(character_from_row).transpose()?)
+        let mut tx = self.pool.begin().await?;
+        let deleted = delete_character_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// Deletes a character like [`Db::delete_character`], and also returns the portrait of the
@@ -196,15 +194,9 @@ impl Db {
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let row = sqlx::query(&format!(
-            "DELETE FROM characters WHERE id = $1 RETURNING {COLUMNS}"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let deleted = delete_character_in(&mut tx, id).await?;
         tx.commit().await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some((character_from_row(&row)?, pending)))
+        Ok(deleted.map(|character| (character, pending)))
     }
 
     /// Shows the default portrait again; returns the character as it was before, so the
@@ -351,4 +343,21 @@ impl Db {
             Err(err) => Err(err.into()),
         }
     }
+}
+
+/// Deletes a character in `executor`'s transaction, remembering whose it was for its history.
+async fn delete_character_in(
+    executor: &mut sqlx::AnyConnection,
+    id: i64,
+) -> Result<Option<Character>, DbError> {
+    let row = sqlx::query(&format!(
+        "DELETE FROM characters WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *executor)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let character = character_from_row(&row)?;
+    remember_deleted_character(executor, &character).await?;
+    Ok(Some(character))
 }

@@ -23,6 +23,10 @@
 //!   those indexes or the primary key. The orphan check, which needs no URL, is an index-only
 //!   scan of `portraits_storage_key_id` on PostgreSQL (migration 0011): by key, the table's
 //!   rows were one random page read per listed object once it outgrew `shared_buffers`;
+//! - a player's history (`/admin history`, privacy requests): their characters' ids by the
+//!   unique key and `deleted_characters_owner`, then `portrait_history_character`; a server's
+//!   by `portrait_history_guild` (migration 0012, which dropped the history's own index by
+//!   owner: kept in owner order, it cost an import a page write per player per batch);
 //! - `/admin stats`: `COUNT(*)` and `SUM(size_bytes)` over the smallest covering indexes
 //!   (`characters_portrait_id`, `portraits_size_bytes`): proportional to the rows, about 0.2 s
 //!   for a million characters on PostgreSQL.

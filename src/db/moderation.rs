@@ -79,6 +79,33 @@ pub(super) async fn record_history_in(
     Ok(())
 }
 
+/// The ids of a player's characters in a server, those that exist and those deleted since:
+/// whose history is theirs (`$1` guild, `$2` owner). Both halves are index lookups, the
+/// characters' unique key and `deleted_characters_owner`.
+const PLAYER_CHARACTER_IDS: &str =
+    "SELECT id FROM characters WHERE guild_id = $1 AND owner_id = $2 \
+     UNION ALL \
+     SELECT character_id FROM deleted_characters WHERE guild_id = $1 AND owner_id = $2";
+
+/// Remembers whose `character` was, in the transaction that deletes it, so its history is
+/// still found by its player (see migration 0012).
+pub(super) async fn remember_deleted_character(
+    executor: &mut sqlx::AnyConnection,
+    character: &Character,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO deleted_characters (character_id, guild_id, owner_id, deleted_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(character.id)
+    .bind(to_db_id(character.guild_id))
+    .bind(to_db_id(character.owner_id))
+    .bind(now_text())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 /// A recorded change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRow {
@@ -283,13 +310,13 @@ impl Db {
         guild_id: u64,
         owner_id: u64,
     ) -> Result<Vec<(i64, String)>, DbError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT h.character_id, h.character_name FROM portrait_history h \
              JOIN (SELECT character_id, MAX(id) AS last_id FROM portrait_history \
-                   WHERE guild_id = $1 AND owner_id = $2 GROUP BY character_id) latest \
+                   WHERE character_id IN ({PLAYER_CHARACTER_IDS}) GROUP BY character_id) latest \
                ON h.id = latest.last_id \
-             ORDER BY h.id DESC",
-        )
+             ORDER BY h.id DESC"
+        ))
         .bind(to_db_id(guild_id))
         .bind(to_db_id(owner_id))
         .fetch_all(&self.pool)
@@ -300,20 +327,45 @@ impl Db {
             .collect::<Result<_, sqlx::Error>>()?)
     }
 
-    /// Forgets the history of a server, or of one player in it.
+    /// Forgets the history of a server, or of one player in it, and whose its deleted
+    /// characters were. Returns how many history rows went.
     pub async fn delete_history(
         &self,
         guild_id: u64,
         owner_id: Option<u64>,
     ) -> Result<u64, DbError> {
-        let result = sqlx::query(
-            "DELETE FROM portrait_history WHERE guild_id = $1 AND ($2 IS NULL OR owner_id = $2)",
-        )
-        .bind(to_db_id(guild_id))
-        .bind(owner_id.map(to_db_id))
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected())
+        let guild_id = to_db_id(guild_id);
+        let mut tx = self.pool.begin().await?;
+        let removed = match owner_id.map(to_db_id) {
+            Some(owner_id) => {
+                let history = sqlx::query(&format!(
+                    "DELETE FROM portrait_history WHERE character_id IN ({PLAYER_CHARACTER_IDS})"
+                ))
+                .bind(guild_id)
+                .bind(owner_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM deleted_characters WHERE guild_id = $1 AND owner_id = $2")
+                    .bind(guild_id)
+                    .bind(owner_id)
+                    .execute(&mut *tx)
+                    .await?;
+                history.rows_affected()
+            }
+            None => {
+                let history = sqlx::query("DELETE FROM portrait_history WHERE guild_id = $1")
+                    .bind(guild_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM deleted_characters WHERE guild_id = $1")
+                    .bind(guild_id)
+                    .execute(&mut *tx)
+                    .await?;
+                history.rows_affected()
+            }
+        };
+        tx.commit().await?;
+        Ok(removed)
     }
 
     /// How many history rows [`delete_history`](Self::delete_history) would remove.
@@ -322,13 +374,24 @@ impl Db {
         guild_id: u64,
         owner_id: Option<u64>,
     ) -> Result<u64, DbError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM portrait_history WHERE guild_id = $1 AND ($2 IS NULL OR owner_id = $2)",
-        )
-        .bind(to_db_id(guild_id))
-        .bind(owner_id.map(to_db_id))
-        .fetch_one(&self.pool)
-        .await?;
+        let count: i64 = match owner_id {
+            Some(owner_id) => {
+                sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM portrait_history \
+                     WHERE character_id IN ({PLAYER_CHARACTER_IDS})"
+                ))
+                .bind(to_db_id(guild_id))
+                .bind(to_db_id(owner_id))
+                .fetch_one(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM portrait_history WHERE guild_id = $1")
+                    .bind(to_db_id(guild_id))
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
         Ok(count.max(0) as u64)
     }
 

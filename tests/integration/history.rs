@@ -101,3 +101,111 @@ on_both_databases! {
         );
     }
 }
+
+/// A database that ran every migration before 0012 (which stopped indexing history by
+/// owner), holding Aria (alive) and the history of Brom and Cyd, deleted back then; then the
+/// application opens it. Each player's history, deleted characters included, is found as
+/// before, and a player's privacy request still forgets exactly that player's.
+async fn history_of_characters_deleted_before_0012_is_still_found_by_their_player(
+    database: testkit::database::FreshDatabase,
+    backend: &str,
+) {
+    const OTHER: u64 = PLAYER + 1;
+    let earlier = tempfile::tempdir().unwrap();
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0012" {
+            std::fs::copy(&path, earlier.path().join(name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(earlier.path()).await.unwrap();
+    let rows = [
+        format!("INSERT INTO characters (id, guild_id, owner_id, name, name_key, created_at, updated_at) \
+                 VALUES (1, {GUILD}, {PLAYER}, 'Aria', 'aria', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"),
+        history_sql(1, PLAYER, 1, "Aria", "uploaded"),
+        history_sql(2, PLAYER, 2, "Brom", "uploaded"),
+        history_sql(3, PLAYER, 2, "Brom", "deleted"),
+        history_sql(4, OTHER, 3, "Cyd", "deleted"),
+    ];
+    if backend == "sqlite" {
+        let options = database
+            .url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        migrator.run(&pool).await.unwrap();
+        for sql in &rows {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+        migrator.run(&pool).await.unwrap();
+        for sql in &rows {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+
+    let db = portrait_bot::db::Db::connect(&database.url, &database.url)
+        .await
+        .expect("upgrades");
+    assert_eq!(
+        db.history_characters(GUILD, PLAYER).await.unwrap(),
+        vec![(2, "Brom".to_owned()), (1, "Aria".to_owned())]
+    );
+    assert_eq!(
+        db.history_characters(GUILD, OTHER).await.unwrap(),
+        vec![(3, "Cyd".to_owned())]
+    );
+    let brom = history::of_named_character(&db, GUILD, PLAYER, "brom", 10)
+        .await
+        .unwrap()
+        .expect("found");
+    assert!(brom.deleted);
+    assert_eq!(brom.rows.len(), 2);
+    assert_eq!(db.count_history(GUILD, Some(PLAYER)).await.unwrap(), 3);
+    assert_eq!(db.count_history(GUILD, None).await.unwrap(), 4);
+
+    assert_eq!(db.delete_history(GUILD, Some(PLAYER)).await.unwrap(), 3);
+    assert_eq!(db.history_characters(GUILD, PLAYER).await.unwrap(), vec![]);
+    assert_eq!(
+        db.history_characters(GUILD, OTHER).await.unwrap(),
+        vec![(3, "Cyd".to_owned())],
+        "another player's is kept"
+    );
+    db.close().await;
+}
+
+fn history_sql(id: i64, owner: u64, character: i64, name: &str, action: &str) -> String {
+    format!(
+        "INSERT INTO portrait_history (id, guild_id, owner_id, character_id, character_name, actor_kind, \
+                                       action, created_at) \
+         VALUES ({id}, {GUILD}, {owner}, {character}, '{name}', 'player', '{action}', '2026-01-0{id}T00:00:00Z')"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_history_of_characters_deleted_before_0012_is_still_found_by_their_player() {
+    history_of_characters_deleted_before_0012_is_still_found_by_their_player(
+        testkit::database::FreshDatabase::sqlite(),
+        "sqlite",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_history_of_characters_deleted_before_0012_is_still_found_by_their_player() {
+    let test = "postgres_history_of_characters_deleted_before_0012_is_still_found_by_their_player";
+    if let Some(database) = testkit::database::FreshDatabase::postgres(test).await {
+        history_of_characters_deleted_before_0012_is_still_found_by_their_player(
+            database, "postgres",
+        )
+        .await;
+    }
+}
