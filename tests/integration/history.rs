@@ -131,26 +131,24 @@ async fn history_of_characters_deleted_before_0012_is_still_found_by_their_playe
         history_sql(3, PLAYER, 2, "Brom", "deleted"),
         history_sql(4, OTHER, 3, "Cyd", "deleted"),
     ];
-    if backend == "sqlite" {
-        let options = database
-            .url
-            .parse::<sqlx::sqlite::SqliteConnectOptions>()
-            .unwrap()
-            .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        migrator.run(&pool).await.unwrap();
-        for sql in &rows {
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
-    } else {
-        let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
-        migrator.run(&pool).await.unwrap();
-        for sql in &rows {
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
+    sqlx::any::install_default_drivers();
+    let raw_url = match backend {
+        "sqlite" => format!("{}?mode=rwc", database.url),
+        _ => database.url.clone(),
+    };
+    let raw = sqlx::AnyPool::connect(&raw_url).await.unwrap();
+    migrator.run(&raw).await.unwrap();
+    for sql in &rows {
+        sqlx::query(sql).execute(&raw).await.unwrap();
     }
+    let remembered = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT owner_id FROM deleted_characters ORDER BY character_id",
+        )
+        .fetch_all(&raw)
+        .await
+        .unwrap()
+    };
 
     let db = portrait_bot::db::Db::connect(&database.url, &database.url)
         .await
@@ -172,6 +170,12 @@ async fn history_of_characters_deleted_before_0012_is_still_found_by_their_playe
     assert_eq!(db.count_history(GUILD, Some(PLAYER)).await.unwrap(), 3);
     assert_eq!(db.count_history(GUILD, None).await.unwrap(), 4);
 
+    assert_eq!(
+        remembered().await,
+        vec![PLAYER as i64, OTHER as i64],
+        "backfilled"
+    );
+
     assert_eq!(db.delete_history(GUILD, Some(PLAYER)).await.unwrap(), 3);
     assert_eq!(db.history_characters(GUILD, PLAYER).await.unwrap(), vec![]);
     assert_eq!(
@@ -179,7 +183,13 @@ async fn history_of_characters_deleted_before_0012_is_still_found_by_their_playe
         vec![(3, "Cyd".to_owned())],
         "another player's is kept"
     );
+    assert_eq!(
+        remembered().await,
+        vec![OTHER as i64],
+        "whose Brom was is forgotten with the history; Cyd's owner is kept"
+    );
     db.close().await;
+    raw.close().await;
 }
 
 fn history_sql(id: i64, owner: u64, character: i64, name: &str, action: &str) -> String {
