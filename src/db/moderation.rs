@@ -87,6 +87,49 @@ const PLAYER_CHARACTER_IDS: &str =
      UNION ALL \
      SELECT character_id FROM deleted_characters WHERE guild_id = $1 AND owner_id = $2";
 
+/// A server's history, or one player's in it: the `WHERE` clauses that select it and the
+/// values they bind (`$1` guild, `$2` owner).
+struct HistoryScope {
+    guild_id: i64,
+    owner_id: Option<i64>,
+}
+
+impl HistoryScope {
+    fn new(guild_id: u64, owner_id: Option<u64>) -> Self {
+        Self {
+            guild_id: to_db_id(guild_id),
+            owner_id: owner_id.map(to_db_id),
+        }
+    }
+
+    /// Its rows of `portrait_history`: a whole server's by `portrait_history_guild`.
+    fn history(&self) -> String {
+        match self.owner_id {
+            Some(_) => format!("character_id IN ({PLAYER_CHARACTER_IDS})"),
+            None => "guild_id = $1".to_owned(),
+        }
+    }
+
+    /// Its rows of `deleted_characters`.
+    fn deleted_characters(&self) -> &'static str {
+        match self.owner_id {
+            Some(_) => "guild_id = $1 AND owner_id = $2",
+            None => "guild_id = $1",
+        }
+    }
+
+    fn bind<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        let query = query.bind(self.guild_id);
+        match self.owner_id {
+            Some(owner_id) => query.bind(owner_id),
+            None => query,
+        }
+    }
+}
+
 /// Remembers whose `character` was, in the transaction that deletes it, so its history is
 /// still found by its player (see migration 0012).
 pub(super) async fn remember_deleted_character(
@@ -334,38 +377,24 @@ impl Db {
         guild_id: u64,
         owner_id: Option<u64>,
     ) -> Result<u64, DbError> {
-        let guild_id = to_db_id(guild_id);
+        let scope = HistoryScope::new(guild_id, owner_id);
         let mut tx = self.pool.begin().await?;
-        let removed = match owner_id.map(to_db_id) {
-            Some(owner_id) => {
-                let history = sqlx::query(&format!(
-                    "DELETE FROM portrait_history WHERE character_id IN ({PLAYER_CHARACTER_IDS})"
-                ))
-                .bind(guild_id)
-                .bind(owner_id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM deleted_characters WHERE guild_id = $1 AND owner_id = $2")
-                    .bind(guild_id)
-                    .bind(owner_id)
-                    .execute(&mut *tx)
-                    .await?;
-                history.rows_affected()
-            }
-            None => {
-                let history = sqlx::query("DELETE FROM portrait_history WHERE guild_id = $1")
-                    .bind(guild_id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM deleted_characters WHERE guild_id = $1")
-                    .bind(guild_id)
-                    .execute(&mut *tx)
-                    .await?;
-                history.rows_affected()
-            }
-        };
+        let history = scope
+            .bind(sqlx::query(&format!(
+                "DELETE FROM portrait_history WHERE {}",
+                scope.history()
+            )))
+            .execute(&mut *tx)
+            .await?;
+        scope
+            .bind(sqlx::query(&format!(
+                "DELETE FROM deleted_characters WHERE {}",
+                scope.deleted_characters()
+            )))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(removed)
+        Ok(history.rows_affected())
     }
 
     /// How many history rows [`delete_history`](Self::delete_history) would remove.
@@ -374,24 +403,15 @@ impl Db {
         guild_id: u64,
         owner_id: Option<u64>,
     ) -> Result<u64, DbError> {
-        let count: i64 = match owner_id {
-            Some(owner_id) => {
-                sqlx::query_scalar(&format!(
-                    "SELECT COUNT(*) FROM portrait_history \
-                     WHERE character_id IN ({PLAYER_CHARACTER_IDS})"
-                ))
-                .bind(to_db_id(guild_id))
-                .bind(to_db_id(owner_id))
-                .fetch_one(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM portrait_history WHERE guild_id = $1")
-                    .bind(to_db_id(guild_id))
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-        };
+        let scope = HistoryScope::new(guild_id, owner_id);
+        let row = scope
+            .bind(sqlx::query(&format!(
+                "SELECT COUNT(*) AS history_rows FROM portrait_history WHERE {}",
+                scope.history()
+            )))
+            .fetch_one(&self.pool)
+            .await?;
+        let count: i64 = row.try_get("history_rows")?;
         Ok(count.max(0) as u64)
     }
 
